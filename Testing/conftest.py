@@ -1,0 +1,27 @@
+"""Shared fixtures: where the read-only reference data lives, and skipping cleanly when it does not."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LESANET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def shared_file(relative: str) -> Path:
+    """Path of a file under ../shared/data; skips the calling test with the reason when it is absent."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"reference data not present: {path} (tests read ../shared/data in place)")
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The ../shared/data folder; skips the test with the reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data folder not present: {SHARED_DATA}")
+    return SHARED_DATA
