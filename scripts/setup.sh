@@ -22,7 +22,7 @@ $pip install -q --upgrade pip >/dev/null
 .venv/bin/python -c "import torch" 2>/dev/null || $pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
   $pip install -q -e ".[dev]"
-  $pip install -q slicer-core
+  $pip install -q slicer-core  # the real MRML classes of 3D Slicer (no Qt, no app) for the Slicer-layer tests
 else
   $pip install -q -e ".[all]"
 fi
