@@ -1,0 +1,31 @@
+"""CT data pipeline: volumes in LPS, readers, the DeepLesion layout and LesaNet's input patches.
+
+Modules:
+    volume: ``Volume`` (float32 HU voxels with LPS geometry; exact IJK <-> LPS, RAS helpers).
+    readers: ``read_volume`` for NIfTI / NRRD / MetaImage files and DICOM series folders (SimpleITK).
+    patch: ``extract_patch`` and ``patch_from_slices`` (LesaNet preprocessing), ``normalize_patch``.
+    deeplesion: ``read_dl_info``, ``read_png_slice``, ``load_lesion_patch`` for DeepLesion's layout.
+
+Nothing here imports SimpleITK or PIL at import time.
+"""
+
+from __future__ import annotations
+
+from .deeplesion import LesionRecord, load_lesion_patch, read_dl_info, read_png_slice, write_dl_info
+from .patch import Patch, extract_patch, normalize_patch, patch_from_slices
+from .readers import read_volume
+from .volume import Volume
+
+__all__ = [
+    "LesionRecord",
+    "Patch",
+    "Volume",
+    "extract_patch",
+    "load_lesion_patch",
+    "normalize_patch",
+    "patch_from_slices",
+    "read_dl_info",
+    "read_png_slice",
+    "read_volume",
+    "write_dl_info",
+]
