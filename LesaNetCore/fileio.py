@@ -53,6 +53,7 @@ def atomic_path(path: str | os.PathLike, argument: str = "output", overwrite: bo
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; outputs get the usual permissions
     try:
         yield tmp
         if path.exists() and not overwrite:
@@ -61,6 +62,12 @@ def atomic_path(path: str | os.PathLike, argument: str = "output", overwrite: bo
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, argument: str = "output", overwrite: bool = False) -> Path:

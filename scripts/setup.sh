@@ -26,3 +26,5 @@ if [ "$dev" = 1 ]; then
 else
   $pip install -q -e ".[all]"
 fi
+# WordNet for NLTK's lemmatiser: built from Debian's wordnet-base when nltk.download cannot reach its server.
+.venv/bin/lesanet nltk-data --quiet
