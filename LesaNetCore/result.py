@@ -29,6 +29,8 @@ class LabelScore:
         threshold: the calibrated decision threshold of this label (after any user offset).
         decision: the model's decision after ontology consistency (hierarchy and exclusivity).
         radlex: RadLex RID (``"RID58"``) when the ontology knows one.
+        parents: the term's direct parents among the model's labels (lets consumers tell specific labels from
+            their ancestors without the ontology).
     """
 
     term: str
@@ -37,6 +39,7 @@ class LabelScore:
     threshold: float
     decision: bool
     radlex: str | None = None
+    parents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,14 +143,44 @@ class AnnotationResult:
             for c in LABEL_CLASSES
         }
 
+    def ancestors(self, term: str) -> set[str]:
+        """Ancestors of ``term`` among the model's labels (from each label's recorded parents)."""
+        parents = {x.term: x.parents for x in self.labels}
+        seen: set[str] = set()
+        stack = list(parents.get(term, ()))
+        while stack:
+            parent = stack.pop()
+            if parent not in seen:
+                seen.add(parent)
+                stack.extend(parents.get(parent, ()))
+        return seen
+
+    def most_specific(self, terms: Iterable[str]) -> list[str]:
+        """``terms`` without those that are ancestors of another of them, in the given order."""
+        terms = list(terms)
+        covered = set().union(*(self.ancestors(t) for t in terms)) if terms else set()
+        return [t for t in terms if t not in covered]
+
     def top_finding(self) -> str:
-        """A short name for the lesion, e.g. ``"liver mass"``: the best accepted type and body part."""
-        best = {c: next(iter(v), None) for c, v in
-                ((c, [x for x in self.accepted_labels() if x.label_class == c]) for c in LABEL_CLASSES)}
-        parts = [best[c].term for c in ("bodypart", "type") if best[c] is not None]
-        if best["type"] is not None and best["bodypart"] is not None and best["bodypart"].term in best["type"].term:
-            parts = [best["type"].term]
-        return " ".join(parts) if parts else "lesion"
+        """A short name for the lesion: the most specific accepted body part and type (highest score first).
+
+        A type that names a coarser body part is specialised ("kidney mass" in the "right kidney" ->
+        "right kidney mass"); one that names the body part itself stands alone ("liver mass").
+        """
+        accepted = self.accepted_labels()
+        best = {}
+        for label_class in ("bodypart", "type"):
+            specific = self.most_specific(x.term for x in accepted if x.label_class == label_class)
+            best[label_class] = specific[0] if specific else None
+        bodypart, kind = best["bodypart"], best["type"]
+        if kind is None or bodypart is None:
+            return kind or bodypart or "lesion"
+        if bodypart in kind:
+            return kind
+        for coarser in sorted(self.ancestors(bodypart), key=len, reverse=True):
+            if coarser in kind:
+                return kind.replace(coarser, bodypart)
+        return f"{bodypart} {kind}"
 
     def with_edits(self, accept: Iterable[str] = (), reject: Iterable[str] = ()) -> AnnotationResult:
         """A copy with ``accept`` terms added to and ``reject`` terms removed from the accepted set.

@@ -20,7 +20,8 @@ Schema (format ``"lesanet-annotation-report"``, version 1)::
           },
           "labels": [                               # every label of the model, in the model's order
             {"term": "liver", "class": "bodypart", "score": 0.93, "threshold": 0.5,
-             "decision": true, "accepted": true, "radlex": "RID58" | null}
+             "decision": true, "accepted": true, "radlex": "RID58" | null,
+             "parents": ["upper abdomen"]}   (direct parents among the model's labels; optional)
           ],
           "accepted": ["liver", ...],               # sorted; the user's accepted set (authoritative)
           "added": ["..."],                         # sorted; accepted terms the model did not decide
@@ -146,7 +147,8 @@ def _lesion_to_dict(result: AnnotationResult, include_images: bool) -> dict[str,
         },
         "labels": [
             {"term": x.term, "class": x.label_class, "score": x.score, "threshold": x.threshold,
-             "decision": x.decision, "accepted": x.term in result.accepted, "radlex": x.radlex}
+             "decision": x.decision, "accepted": x.term in result.accepted, "radlex": x.radlex,
+             "parents": list(x.parents)}
             for x in result.labels
         ],
         "accepted": sorted(result.accepted),
@@ -175,7 +177,7 @@ def _lesion_from_dict(d: dict[str, Any]) -> AnnotationResult:
     )
     labels = tuple(
         LabelScore(term=x["term"], label_class=x["class"], score=x["score"], threshold=x["threshold"],
-                   decision=bool(x["decision"]), radlex=x.get("radlex"))
+                   decision=bool(x["decision"]), radlex=x.get("radlex"), parents=tuple(x.get("parents") or ()))
         for x in d["labels"]
     )
     terms = {x.term for x in labels}

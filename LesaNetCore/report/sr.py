@@ -267,7 +267,8 @@ def _regions_3d(results: list[AnnotationResult], volume: Any) -> list[Any]:
     return [
         hd.sr.ImageRegion3D(
             graphic_type=hd.sr.GraphicTypeValues3D.POLYGON,
-            graphic_data=np.round(_to_lps(volume, _corners_ijk(result, index)), 6).astype(np.float32),
+            # float64: highdicom checks co-planarity to 1e-5 mm, which float32 rounding of ~250 mm can exceed.
+            graphic_data=np.round(_to_lps(volume, _corners_ijk(result, index)), 6),
             frame_of_reference_uid=frame,
         )
         for index, result in enumerate(results)

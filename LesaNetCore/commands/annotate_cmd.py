@@ -1,0 +1,79 @@
+"""``lesanet annotate``: one lesion box on a CT -> labels, similar lesions, and SR / JSON / Markdown reports."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "annotate",
+        help="annotate a lesion box on a CT volume",
+        description="Predicts the body part, type and attributes of the lesion in a box, retrieves similar "
+        "reference lesions, and writes the reports asked for. Box conventions: --box-ijk are 0-based voxel "
+        "indices as stored (I = column, J = row, K = slice), corners inclusive; --box-lps are LPS millimetres "
+        "(x1, y1, x2, y2 on the axial plane at height z).",
+    )
+    parser.add_argument("volume", help="NIfTI / NRRD / MHA file or DICOM series folder")
+    box = parser.add_mutually_exclusive_group(required=True)
+    box.add_argument("--box-ijk", metavar="I1,J1,I2,J2,K")
+    box.add_argument("--box-lps", metavar="X1,Y1,X2,Y2,Z")
+    parser.add_argument("--model", metavar="CKPT", help="checkpoint (default: the shipped demo model)")
+    parser.add_argument("--index", metavar="DIR", help="reference index folder (default: the demo index with "
+                        "the demo model, none otherwise)")
+    parser.add_argument("--series-uid", help="SeriesInstanceUID to read from a folder holding several series")
+    parser.add_argument("--sr", metavar="OUT.dcm", help="write a DICOM SR (TID 1500)")
+    parser.add_argument("--json", metavar="OUT.json", help="write the JSON report")
+    parser.add_argument("--md", metavar="OUT.md", help="write the Markdown report")
+    parser.add_argument("--top-k", type=int, default=5, help="similar lesions to retrieve (default 5)")
+    parser.add_argument("--threshold-offset", type=float, default=0.0, help="added to every threshold")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..annotate import Annotator, read_box
+    from ..console import format_result
+    from ..fileio import check_writable
+    from ..imaging import read_volume
+
+    box_ijk = read_box(args.box_ijk, "--box-ijk") if args.box_ijk else None
+    box_lps = read_box(args.box_lps, "--box-lps") if args.box_lps else None
+    outputs = {name: getattr(args, name) for name in ("sr", "json", "md") if getattr(args, name)}
+    for name, path in outputs.items():  # fail before the expensive work, not after it
+        check_writable(path, f"--{name}", args.overwrite)
+    volume = read_volume(args.volume, series_uid=args.series_uid)
+    annotator = Annotator(args.model, args.index, device=args.device, threshold_offset=args.threshold_offset,
+                          top_k=args.top_k)
+    result = annotator.annotate(volume, box_ijk=box_ijk, box_lps=box_lps)
+    print(format_result(result))
+    written = write_reports([result], volume, outputs, overwrite=args.overwrite,
+                            disclaimer=demo_disclaimer() if args.model is None else None)
+    for path in written:
+        print(f"wrote {path}")
+    if "sr" in outputs and not volume.slice_files:
+        from ..report import non_dicom_warning
+
+        print(f"note: {non_dicom_warning(volume)}", file=sys.stderr)
+    return 0
+
+
+def demo_disclaimer() -> str:
+    return "Demo model trained on phantoms; not for clinical use."
+
+
+def write_reports(results, volume, outputs: dict, *, overwrite: bool, disclaimer: str | None) -> list[str]:
+    """Writes the SR / JSON / Markdown named in ``outputs`` (keys ``sr``, ``json``, ``md``)."""
+    from ..report import write_dicom_sr, write_json_report, write_markdown_report
+
+    written = []
+    if outputs.get("json"):
+        written.append(str(write_json_report(results, outputs["json"], overwrite=overwrite)))
+    if outputs.get("md"):
+        written.append(str(write_markdown_report(results, outputs["md"], overwrite=overwrite, disclaimer=disclaimer)))
+    if outputs.get("sr"):
+        written.append(str(write_dicom_sr(results, outputs["sr"], volume=volume, overwrite=overwrite)))
+    return written
