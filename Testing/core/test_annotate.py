@@ -11,7 +11,7 @@ from conftest import shared_file
 from LesaNetCore.annotate import Annotator
 from LesaNetCore.cli import main
 from LesaNetCore.errors import LesaNetError
-from LesaNetCore.imaging import Volume, extract_patch
+from LesaNetCore.imaging import extract_patch
 from LesaNetCore.ontology import load_default_ontology
 
 LABELS = ["abdomen", "upper abdomen", "liver", "kidney", "right kidney", "spleen", "mass", "liver mass", "cyst",
