@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/lesanet ontology stats "$@"
+.venv/bin/lesanet demo --out demo_out "$@"
