@@ -75,7 +75,7 @@ def test_json_round_trip_is_exact(tmp_path):
     assert lesion["edited"] is True and lesion["top_finding"] == "liver mass"
     label = next(x for x in lesion["labels"] if x["term"] == "hypodense")
     assert label == {"term": "hypodense", "class": "attribute", "score": 0.7, "threshold": 0.6,
-                     "decision": True, "accepted": False, "radlex": "RID6042"}
+                     "decision": True, "accepted": False, "radlex": "RID6042", "parents": []}
 
 
 def test_json_without_images_is_small_and_reads_back(tmp_path):
