@@ -22,8 +22,6 @@ _MARKER = ".lesanet-demo"
 _OUTPUTS = ("phantom_ct.nii.gz", "report.json", "report.md", "report_sr.dcm", "figure.png", _MARKER)
 # The phantom's lesions: body parts a radiologist would expect the demo to tell apart.
 DEMO_BODYPARTS = ("liver", "right kidney", "spleen")
-# Soft-tissue display window [-160, 240] HU in the patch's grey levels (window [-1024, 3071] -> [0, 255]).
-_DISPLAY_GREY = ((-160 + 1024) * 255 / 4095, (240 + 1024) * 255 / 4095)
 
 
 @dataclass(frozen=True)
@@ -108,6 +106,7 @@ def write_demo_figure(results, truth, path: Path, overwrite: bool = True) -> Pat
     from matplotlib.patches import Rectangle
 
     from .fileio import atomic_path
+    from .imaging import display_window
 
     n_similar = max((len(r.similar) for r in results), default=0)
     columns = 2 + min(n_similar, 4)
@@ -115,7 +114,7 @@ def write_demo_figure(results, truth, path: Path, overwrite: bool = True) -> Pat
     fig.suptitle(f"LesaNet demo. {DISCLAIMER}", fontsize=10)
     for row, (result, labels) in enumerate(zip(results, truth, strict=True)):
         ax = fig.add_subplot(len(results), columns, row * columns + 1)
-        ax.imshow(result.patch_image[1], cmap="gray", vmin=_DISPLAY_GREY[0], vmax=_DISPLAY_GREY[1])
+        ax.imshow(display_window(result.patch_image[1]), cmap="gray", vmin=0, vmax=255)
         x1, y1, x2, y2 = result.patch_box
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="lime", linewidth=1.5))
         ax.set_title(f"Lesion {row + 1}: {result.top_finding()}", fontsize=9)
@@ -133,7 +132,7 @@ def write_demo_figure(results, truth, path: Path, overwrite: bool = True) -> Pat
         for col, similar in enumerate(result.similar[: columns - 2]):
             sx = fig.add_subplot(len(results), columns, row * columns + 3 + col)
             if similar.thumbnail is not None:
-                sx.imshow(similar.thumbnail, cmap="gray", vmin=_DISPLAY_GREY[0], vmax=_DISPLAY_GREY[1])
+                sx.imshow(display_window(similar.thumbnail), cmap="gray", vmin=0, vmax=255)
             sx.set_title(f"d={similar.distance:.2f}", fontsize=8)
             sx.set_xlabel(", ".join(similar.labels[:3]), fontsize=6)
             sx.set_xticks([]), sx.set_yticks([])

@@ -12,7 +12,7 @@ Nothing here imports SimpleITK or PIL at import time.
 from __future__ import annotations
 
 from .deeplesion import LesionRecord, load_lesion_patch, read_dl_info, read_png_slice, write_dl_info
-from .patch import Patch, extract_patch, normalize_patch, patch_from_slices
+from .patch import Patch, display_window, extract_patch, normalize_patch, patch_from_slices
 from .readers import read_volume
 from .volume import Volume
 
@@ -20,6 +20,7 @@ __all__ = [
     "LesionRecord",
     "Patch",
     "Volume",
+    "display_window",
     "extract_patch",
     "load_lesion_patch",
     "normalize_patch",

@@ -66,6 +66,21 @@ def window_hu(hu: np.ndarray) -> np.ndarray:
     return np.clip(grey, 0.0, 255.0).astype(np.float32, copy=False)
 
 
+def display_window(grey: np.ndarray, hu_window: tuple[float, float] = (-160.0, 240.0)) -> np.ndarray:
+    """Patch grey levels (window [-1024, 3071]) -> uint8 in a viewing window (default soft tissue, HU).
+
+    The model's wide window leaves soft tissue within ~25 grey levels; people look at lesions in a narrow one.
+
+    Example:
+        >>> display_window(window_hu(np.array([-500.0, -160.0, 240.0, 900.0]))).tolist()
+        [0, 0, 255, 255]
+    """
+    low, high = HU_WINDOW
+    hu = np.asarray(grey, dtype=np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+    lo, hi = hu_window
+    return np.clip(np.rint((hu - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+
+
 def normalize_patch(image: np.ndarray) -> np.ndarray:
     """The model input: ``(image - 50) / 255`` as float32, as the reference subtracts its pixel mean."""
     return ((np.asarray(image, dtype=np.float32) - np.float32(PIXEL_MEAN)) / np.float32(PIXEL_SCALE)).astype(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from LesaNetCore.imaging.patch import display_window
 from LesaNetCore.result import LABEL_CLASSES, AnnotationResult, LabelScore
 
 from .qtcompat import QtCore, QtGui, QtWidgets, pixmapFromGrey
@@ -257,7 +258,7 @@ class ResultsPanel:
             cardLayout = QtWidgets.QVBoxLayout(card)
             thumb = QtWidgets.QLabel()
             if lesion.thumbnail is not None:
-                pixmap = pixmapFromGrey(lesion.thumbnail)
+                pixmap = pixmapFromGrey(display_window(lesion.thumbnail))
                 thumb.setPixmap(pixmap.scaled(THUMBNAIL_SIZE, THUMBNAIL_SIZE, QtCore.Qt.KeepAspectRatio,
                                               QtCore.Qt.SmoothTransformation))
             else:
