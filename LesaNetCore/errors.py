@@ -15,7 +15,7 @@ def invalid(argument: str, rule: str, value: object) -> LesaNetError:
     """Builds the standard error message ``{argument}: {rule}, but got {value!r}``.
 
     Example:
-        >>> str(invalid("--lesions", "must be a positive integer", -3))
-        "--lesions: must be a positive integer, but got -3"
+        >>> print(invalid("--lesions", "must be a positive integer", -3))
+        --lesions: must be a positive integer, but got -3
     """
     return LesaNetError(f"{argument}: {rule}, but got {value!r}")
