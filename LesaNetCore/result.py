@@ -164,10 +164,12 @@ class AnnotationResult:
     def top_finding(self) -> str:
         """A short name for the lesion: the most specific accepted body part and type (highest score first).
 
-        A type that names a coarser body part is specialised ("kidney mass" in the "right kidney" ->
-        "right kidney mass"); one that names the body part itself stands alone ("liver mass").
+        A type defined by a body part is specialised to the lesion's body part: "kidney mass" in the "right
+        kidney" -> "right kidney mass", "lung nodule" in the "right lower lobe" -> "right lower lobe nodule";
+        in its own body part it stands alone ("liver mass").
         """
         accepted = self.accepted_labels()
+        classes = {x.term: x.label_class for x in self.labels}
         best = {}
         for label_class in ("bodypart", "type"):
             specific = self.most_specific(x.term for x in accepted if x.label_class == label_class)
@@ -175,11 +177,13 @@ class AnnotationResult:
         bodypart, kind = best["bodypart"], best["type"]
         if kind is None or bodypart is None:
             return kind or bodypart or "lesion"
-        if bodypart in kind:
+        parents = self.label(kind).parents
+        site = [p for p in parents if classes.get(p) == "bodypart"]
+        if bodypart in site:
             return kind
-        for coarser in sorted(self.ancestors(bodypart), key=len, reverse=True):
-            if coarser in kind:
-                return kind.replace(coarser, bodypart)
+        if any(p in self.ancestors(bodypart) for p in site):
+            generic = [p for p in parents if classes.get(p) == "type"]
+            return f"{bodypart} {generic[0] if generic else kind}"
         return f"{bodypart} {kind}"
 
     def with_edits(self, accept: Iterable[str] = (), reject: Iterable[str] = ()) -> AnnotationResult:

@@ -265,7 +265,9 @@ class ResultsPanel:
                 thumb.setText("(no image)")
             thumb.setAlignment(QtCore.Qt.AlignCenter)
             cardLayout.addWidget(thumb)
-            for text in (", ".join(lesion.labels), lesion.sentence,
+            # The core lists the most specific labels first; their ancestors are implied.
+            shown = ", ".join(lesion.labels[:4]) + (", …" if len(lesion.labels) > 4 else "")
+            for text in (shown, lesion.sentence,
                          f"distance {lesion.distance:.3f} · lesion {lesion.lesion_id}"):
                 if text:
                     label = QtWidgets.QLabel(text)
