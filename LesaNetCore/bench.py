@@ -57,7 +57,7 @@ def bench_annotate(repeats: int = 20, index_size: int = 32768, seed: int = 0) ->
         for key, value in result.timings_ms.items():
             parts.setdefault(key, []).append(value)
     peak = matmul_peak_gflops()
-    flops = model_flops()
+    flops = model_flops()["total"]
     roofline_ms = flops / (peak * 1e9) * 1000
     median = statistics.median(times)
     return {
