@@ -243,8 +243,8 @@ class Annotator:
         """Probabilities (N x C) and embeddings (N x 256) for normalised patches (N x 3 x 120 x 120)."""
         torch = self._torch
         with torch.inference_mode():
+            # NCHW input: the fused first conv reads 3 channels faster that way (its output is channels-last).
             x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
-            x = x.contiguous(memory_format=torch.channels_last)
             b = torch.from_numpy(np.asarray(boxes, dtype=np.float32)).to(self.device)
             out = self._model(x, b)
             return out.probs.float().cpu().numpy(), out.embedding.float().cpu().numpy()
