@@ -8,7 +8,6 @@ channels-last copy of the network in ``torch.inference_mode``; the first call wa
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -278,19 +277,3 @@ def _radlex_codes(ontology: Ontology) -> dict[str, str | None]:
             code = default.term(term.name).radlex
         codes[term.name] = code
     return codes
-
-
-def read_box(text: str, argument: str) -> tuple[float, ...]:
-    """Parses ``"a,b,c,d,e"`` from the command line into five numbers, naming the argument on error."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise invalid(argument, "must be five comma-separated numbers", text) from None
-    if len(values) != 5 or not all(np.isfinite(values)):
-        raise invalid(argument, "must be five comma-separated finite numbers", text)
-    return values
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}

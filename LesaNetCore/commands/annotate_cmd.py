@@ -35,13 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..annotate import Annotator, read_box
+    from ..annotate import Annotator
     from ..console import format_result
     from ..fileio import check_writable
     from ..imaging import read_volume
+    from ._args import parse_box
 
-    box_ijk = read_box(args.box_ijk, "--box-ijk") if args.box_ijk else None
-    box_lps = read_box(args.box_lps, "--box-lps") if args.box_lps else None
+    box_ijk = parse_box("--box-ijk", args.box_ijk) if args.box_ijk else None
+    box_lps = parse_box("--box-lps", args.box_lps) if args.box_lps else None
     outputs = {name: getattr(args, name) for name in ("sr", "json", "md") if getattr(args, name)}
     for name, path in outputs.items():  # fail before the expensive work, not after it
         check_writable(path, f"--{name}", args.overwrite)

@@ -75,13 +75,14 @@ def run_search(args: argparse.Namespace) -> int:
                            f"but got volume={args.volume!r}, box={args.box_ijk or args.box_lps!r}")
     if not args.model:
         raise invalid("--model", "is required to embed a box on a volume", args.model)
-    from ..annotate import Annotator, read_box
+    from ..annotate import Annotator
     from ..imaging import read_volume
+    from ._args import parse_box
 
     annotator = Annotator(args.model, args.index, device=args.device, top_k=args.k)
     volume = read_volume(args.volume)
-    kwargs = {"box_ijk": read_box(args.box_ijk, "--box-ijk")} if args.box_ijk else \
-        {"box_lps": read_box(args.box_lps, "--box-lps")}
+    kwargs = {"box_ijk": parse_box("--box-ijk", args.box_ijk)} if args.box_ijk else \
+        {"box_lps": parse_box("--box-lps", args.box_lps)}
     result = annotator.annotate(volume, exclude_patient=args.exclude_patient, **kwargs)
     print(format_similar(list(result.similar)))
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import invalid
-
 _PREVIEW_SCALE = 3
 
 
@@ -33,29 +31,13 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_box(argument: str, text: str) -> tuple[float, ...]:
-    """``"1,2,3,4,5"`` -> five floats; a clear error otherwise.
-
-    Example:
-        >>> parse_box("--box-lps", "-120.5, 30, -100, 52.5, 7")
-        (-120.5, 30.0, -100.0, 52.5, 7.0)
-    """
-    parts = [p.strip() for p in text.split(",")]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError as err:
-        raise invalid(argument, "must be five comma-separated numbers", text) from err
-    if len(values) != 5:
-        raise invalid(argument, "must be five comma-separated numbers", text)
-    return values
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..fileio import atomic_path, check_writable
     from ..imaging.patch import extract_patch
     from ..imaging.readers import read_volume
+    from ._args import parse_box
 
     check_writable(args.out, "--out", args.overwrite)
     if args.png:
