@@ -165,3 +165,39 @@ def test_cli_annotate_real_ct_writes_all_reports(checkpoint, tmp_path, capsys):
     assert set(groups[0]["labels"]) == set(result.accepted)  # the SR carries exactly the accepted labels
     assert main(["annotate", str(ct_path), "--box-ijk", box, "--model", str(checkpoint), "--json",
                  str(out["json"])]) == 2  # refuses to overwrite
+
+
+def test_cli_annotate_dicom_series_sr_is_valid_and_reads_back(checkpoint, tmp_path, capsys):
+    """DICOM series folder in, SR out: dciodvfy finds no error; highdicom and dcmqi read the labels and box back."""
+    import subprocess
+
+    from test_report_sr import _dciodvfy_errors, _tool, write_ct_series
+
+    from LesaNetCore.report import read_dicom_sr, read_json_report
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    write_ct_series(folder)
+    sr, report = tmp_path / "lesion.dcm", tmp_path / "lesion.json"
+    # A low threshold makes the untrained model accept labels, so the SR has evaluations to compare.
+    assert main(["annotate", str(folder), "--box-ijk", "3,4,9,11,2", "--model", str(checkpoint), "--sr", str(sr),
+                 "--json", str(report), "--threshold-offset=-0.45"]) == 0
+    capsys.readouterr()
+    assert _dciodvfy_errors(sr) == []
+    result = read_json_report(report)[0]
+    assert result.accepted
+    group = read_dicom_sr(sr)[0]
+    assert set(group["labels"]) == set(result.accepted)
+    assert group["coordinates"] == "image" and group["source_image_uid"]
+    columns, rows = np.asarray(group["graphic_data"]).T
+    # Inclusive pixels 3..9 x 4..11 span the image coordinates 3..10 x 4..12 (pixel corners).
+    assert (columns.min(), columns.max(), rows.min(), rows.max()) == (3.0, 10.0, 4.0, 12.0)
+    tool = _tool("tid1500reader")
+    if tool is None:
+        pytest.skip("tid1500reader not installed (pip install dcmqi)")
+    subprocess.run([tool, "--inputDICOM", str(sr), "--outputMetadata", str(tmp_path / "m.json")], check=True,
+                   capture_output=True, timeout=60)
+    groups = json.loads((tmp_path / "m.json").read_text())["Measurements"]
+    coded = {q["conceptValue"]["CodeMeaning"] for q in groups[0]["qualitativeEvaluations"]
+             if isinstance(q["conceptValue"], dict)}
+    assert coded == set(result.accepted)
