@@ -132,11 +132,6 @@ class Annotator:
         if index is None and using_demo:
             index = demo_index_path()
         self.index = self._load_index(index) if index is not None and index is not False else None
-        # One query is a matrix-vector product: one BLAS thread does it in ~1 ms, and a woken OpenBLAS pool
-        # keeps spinning afterwards, stealing the cores PyTorch needs (measured: forward 31 -> 98 ms).
-        from threadpoolctl import ThreadpoolController
-
-        self._blas = ThreadpoolController()
         self.load_seconds = time.perf_counter() - started
 
     def _load_index(self, index: Any):
@@ -203,8 +198,7 @@ class Annotator:
             t4 = time.perf_counter()
             similar = ()
             if self.index is not None and self.top_k:
-                with self._blas.limit(limits=1, user_api="blas"):
-                    found = self.index.search(embeddings[n], self.top_k, exclude_patient)
+                found = self.index.search(embeddings[n], self.top_k, exclude_patient)
                 similar = tuple(self._specific_first(s) for s in found)
             t5 = time.perf_counter()
             share = 1.0 / len(patches)
