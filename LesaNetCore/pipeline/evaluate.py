@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..annotate import label_ontology_for
 from ..errors import LesaNetError, invalid
 from ..fileio import check_writable, write_text_atomic
 from .prepare import CACHE_DIR, ONTOLOGY_FILE
@@ -173,7 +174,7 @@ def evaluate(
     for needed in ("val", split, "train"):
         if len(cache.rows(needed)) == 0:
             raise invalid("--data", f"must hold {needed} lesions", cache.path)
-    ontology = load_data_ontology(data_dir, names)
+    ontology = label_ontology_for(ckpt) if ckpt.label_ontology else load_data_ontology(data_dir, names)
     model = build_model(ckpt, device)
 
     val_probs, _ = embed_split(model, cache, "val", batch_size, device, progress)

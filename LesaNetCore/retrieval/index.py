@@ -296,12 +296,12 @@ class ReferenceIndex:
         torch = sys.modules.get("torch")
         if torch is None:
             return queries @ self._embeddings.T
-        if self._torch_embeddings is None:
-            with warnings.catch_warnings():  # read-only memory maps are shared, never written
-                warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings():  # read-only arrays are shared with torch, never written
+            warnings.simplefilter("ignore", UserWarning)
+            if self._torch_embeddings is None:
                 self._torch_embeddings = torch.from_numpy(self._embeddings)
-        with torch.inference_mode():
-            return (torch.from_numpy(np.ascontiguousarray(queries)) @ self._torch_embeddings.T).numpy()
+            with torch.inference_mode():
+                return (torch.from_numpy(np.ascontiguousarray(queries)) @ self._torch_embeddings.T).numpy()
 
     def _codes(self) -> np.ndarray:
         """Patient of each row as a small integer (built on first use: a set of 1M lesions takes ~0.3 s)."""
