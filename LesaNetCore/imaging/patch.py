@@ -6,11 +6,12 @@ The patch is always in DeepLesion's axial display orientation, whatever the volu
 * channels are [-2 mm, 0, +2 mm] from the box centre along z, i.e. inferior -> superior (increasing LPS z).
 
 It is made by sampling the volume at the LPS position of every patch pixel, mapped to continuous voxel indices
-with :meth:`Volume.lps_to_ijk`. Interpolation follows the reference code's order: linear along the stored slice
-axis K in HU (its neighbour-slice interpolation), then the HU window [-1024, 3071] -> grey levels [0, 255]
-(clipped), then bilinear in-plane (its image resize). Indices are clamped to the volume, which replicates the
-border in-plane and repeats the end slice along z. A RAS-stored NIfTI, a reversed slice order or a volume with
-permuted axes therefore gives the same patch as the LPS original.
+with :meth:`Volume.lps_to_ijk` (for an axis-aligned volume one axis at a time, with the same result).
+Interpolation follows the reference code's order: linear along the stored slice axis K in HU (its neighbour-slice
+interpolation), then the HU window [-1024, 3071] -> grey levels [0, 255] (clipped), then bilinear in-plane (its
+image resize). Indices are clamped to the volume, which replicates the border in-plane and repeats the end slice
+along z. A RAS-stored NIfTI, a reversed slice order or a volume with permuted axes therefore gives the same patch
+as the LPS original.
 
 Unlike the reference, which rounds the box centre to a whole pixel, the patch is centred exactly on the box
 centre: the centre lies between pixels 59 and 60 on both axes.
@@ -157,10 +158,98 @@ def patch_from_slices(
 
 
 def sample_patch(volume: Volume, center_lps) -> np.ndarray:
-    """Grey-level (3, 120, 120) patch centred on ``center_lps`` in DeepLesion display orientation."""
-    grid = _patch_grid(np.asarray(center_lps, dtype=np.float64))
+    """Grey-level (3, 120, 120) patch centred on ``center_lps`` in DeepLesion display orientation.
+
+    An axis-aligned volume (direction a signed permutation) takes a separable fast path with the same arithmetic;
+    any other volume is sampled point by point.
+    """
+    center = np.asarray(center_lps, dtype=np.float64)
+    axes = _aligned_axes(volume)
+    if axes is not None:
+        return _sample_aligned(volume, center, axes)
+    return _sample_general(volume, center)
+
+
+def _sample_general(volume: Volume, center: np.ndarray) -> np.ndarray:
+    """The reference path: map every patch pixel to indices and interpolate each independently."""
+    grid = _patch_grid(center)
     ijk = volume.lps_to_ijk(grid.reshape(-1, 3))
     return _interpolate(volume.voxels, ijk).reshape(len(CHANNEL_OFFSETS_MM), PATCH_SIZE, PATCH_SIZE)
+
+
+# The fast path ignores how an index depends on the two LPS axes other than its own; it is taken only when that
+# dependence moves the index by at most this many voxels across the whole patch (grey error <= 255 * this per
+# axis), i.e. for directions that are signed permutations up to float noise.
+_ALIGNED_INDEX_TOL = 1e-7
+# Largest offset of a patch pixel from the centre along LPS x, y, z (millimetres).
+_PATCH_EXTENT_MM = np.array([_HALF * PIXEL_MM, _HALF * PIXEL_MM, max(abs(o) for o in CHANNEL_OFFSETS_MM)])
+# Patch array axis (channel, row, column) that runs along LPS x, y, z.
+_PATCH_AXIS_OF_LPS = (2, 1, 0)
+
+
+def _aligned_axes(volume: Volume) -> tuple[int, int, int] | None:
+    """For each index axis I, J, K the LPS axis it follows, or None unless the volume is axis-aligned."""
+    to_index = np.linalg.inv(volume.direction * np.asarray(volume.spacing))  # row c: d(index c)/d(LPS)
+    axes = tuple(int(a) for a in np.argmax(np.abs(to_index), axis=1))
+    if sorted(axes) != [0, 1, 2]:
+        return None
+    off_axis = np.abs(to_index) * _PATCH_EXTENT_MM
+    off_axis[np.arange(3), axes] = 0.0
+    if not off_axis.sum(axis=1).max() <= _ALIGNED_INDEX_TOL:
+        return None
+    return axes  # type: ignore[return-value]
+
+
+def _sample_aligned(volume: Volume, center: np.ndarray, axes: tuple[int, int, int]) -> np.ndarray:
+    """Separable version of :func:`_sample_general` for an axis-aligned volume.
+
+    Index axis c depends only on LPS axis ``axes[c]``, hence on one patch axis: its floor index, next index and
+    weight are 1-D arrays. Only the block of voxels those indices name is gathered (a slice, then ``take`` along
+    each axis), and the interpolation repeats :func:`_interpolate`'s arithmetic in the same order (linear along K
+    in HU, window, bilinear over I then J), so the result matches the general path up to float rounding.
+    """
+    steps = (np.arange(PATCH_SIZE) - _HALF) * PIXEL_MM
+    offsets = (steps, steps, np.asarray(CHANNEL_OFFSETS_MM, dtype=np.float64))
+    depth, rows, cols = volume.voxels.shape
+    lower, upper, weight = [], [], []
+    for c, n in enumerate((cols, rows, depth)):
+        p = axes[c]
+        line = np.repeat(center[None, :], len(offsets[p]), axis=0)
+        line[:, p] = center[p] + offsets[p]  # the same LPS values as _patch_grid along that patch axis
+        coord = np.clip(volume.lps_to_ijk(line)[:, c], 0.0, n - 1.0)
+        low = np.minimum(np.floor(coord), max(n - 2, 0)).astype(np.intp)
+        lower.append(low)
+        upper.append(np.minimum(low + 1, n - 1))
+        weight.append((coord - low).astype(np.float32))
+    # The voxels needed: a slice of the volume spanning the indices on each axis (a view), narrowed to the
+    # distinct indices where the patch skips voxels (fine spacing); positions of floor / next index within it.
+    block = volume.voxels
+    low_pos, up_pos = [0, 0, 0], [0, 0, 0]
+    for c, array_axis in ((0, 2), (1, 1), (2, 0)):
+        low, up = lower[c], upper[c]
+        first, last = int(low.min()), int(up.max())
+        span = [slice(None)] * 3
+        span[array_axis] = slice(first, last + 1)
+        block = block[tuple(span)]
+        if last + 1 - first > 2 * len(low):
+            values, inverse = np.unique(np.concatenate([low, up]), return_inverse=True)
+            block = block.take(values - first, axis=array_axis)
+            low_pos[c], up_pos[c] = inverse[: len(low)], inverse[len(low) :]
+        else:
+            low_pos[c], up_pos[c] = low - first, up - first
+    # Linear along K in HU, then the window, on every needed (j, i): shape (len K, distinct j, distinct i).
+    low_k, high_k = block.take(low_pos[2], axis=0), block.take(up_pos[2], axis=0)
+    grey = window_hu(low_k + (high_k - low_k) * weight[2][:, None, None])
+    rows0, rows1 = grey.take(low_pos[1], axis=1), grey.take(up_pos[1], axis=1)
+    g00, g01 = rows0.take(low_pos[0], axis=2), rows0.take(up_pos[0], axis=2)
+    g10, g11 = rows1.take(low_pos[0], axis=2), rows1.take(up_pos[0], axis=2)
+    wi, wj = weight[0][None, None, :], weight[1][None, :, None]
+    top = g00 + (g01 - g00) * wi
+    bottom = g10 + (g11 - g10) * wi
+    image = (top + (bottom - top) * wj).astype(np.float32, copy=False)  # (K, J, I) along their patch axes
+    # Index axis K, J, I (array axes 0, 1, 2) -> patch axis (channel, row, column).
+    patch_axis = [_PATCH_AXIS_OF_LPS[axes[c]] for c in (2, 1, 0)]
+    return np.ascontiguousarray(np.moveaxis(image, [0, 1, 2], patch_axis))
 
 
 def _patch_grid(center: np.ndarray) -> np.ndarray:
