@@ -33,8 +33,8 @@ def bench_annotate(repeats: int = 20, index_size: int = 32768, seed: int = 0) ->
     from .retrieval import ReferenceEntry, ReferenceIndex, clustered_embeddings
     from .training.checkpoint import checkpoint_digest, load_checkpoint, save_checkpoint
 
-    labels = list(load_default_ontology().names[:171])
     ontology = load_default_ontology()
+    labels = list(ontology.names[:171])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "full.pt"
         save_checkpoint(path, create_model("lesanet_vgg16bn", num_labels=len(labels)), arch="lesanet_vgg16bn",

@@ -7,7 +7,6 @@ and a 64 x 64 thumbnail of the key patch's centre slice, so Slicer can show the 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,8 @@ def read_sentence_texts(data_dir: str | os.PathLike, sentences: str | os.PathLik
 
     if sentences is not None:
         return read_sentences(sentences)
-    path = Path(data_dir) / MINED_FILE
-    if not path.is_file():
-        return {}
-    out = {}
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                record = json.loads(line)
-                out[int(record["id"])] = str(record.get("text", ""))
-    return out
+    path = Path(data_dir) / MINED_FILE  # its lines carry "id" and "text" too
+    return read_sentences(path) if path.is_file() else {}
 
 
 def build_reference_index(
