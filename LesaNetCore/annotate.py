@@ -126,6 +126,10 @@ class Annotator:
         self._parents = {n: tuple(sorted(self.label_ontology.parents(n))) for n in self.label_names}
         self._thresholds = np.clip(np.asarray(checkpoint.thresholds, dtype=np.float64) + self.threshold_offset,
                                    0.01, 0.99)
+        # Per label, what every LabelScore repeats: (term, class, threshold, RadLex code, parents).
+        self._label_constants = tuple(
+            (name, self.label_ontology.label_class(name), threshold, self._radlex[name], self._parents[name])
+            for name, threshold in zip(self.label_names, self._thresholds.tolist(), strict=True))
         model = build_model(checkpoint, device=self.device)
         self._model = fuse_for_inference(model)
         self._torch = torch
@@ -190,10 +194,9 @@ class Annotator:
             t3 = time.perf_counter()
             decided = decide(self.label_ontology, probs[n], self._thresholds)
             labels = tuple(
-                LabelScore(term=name, label_class=self.label_ontology.label_class(name), score=float(probs[n, c]),
-                           threshold=float(self._thresholds[c]), decision=name in decided, radlex=self._radlex[name],
-                           parents=self._parents[name])
-                for c, name in enumerate(self.label_names)
+                LabelScore(name, label_class, score, threshold, name in decided, radlex, parents)
+                for (name, label_class, threshold, radlex, parents), score in zip(
+                    self._label_constants, probs[n].tolist(), strict=True)
             )
             t4 = time.perf_counter()
             similar = ()

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import invalid
+from .cpu_memory import keep_freed_memory
 from .roi_pool import roi_pool
 
 if TYPE_CHECKING:
@@ -100,8 +101,8 @@ class LesaNet(nn.Module):
         self.roi_size = roi_size
         self.use_spl = bool(use_spl)
         self.in_chans = in_chans
-        # Inference without gradients runs large batches in slices of this many patches (None = whole batch):
-        # a slice's feature maps stay in the CPU caches; fuse_for_inference sets it.
+        # CPU inference without gradients runs large batches in slices of this many patches (None = whole batch):
+        # a slice's feature maps stay in the CPU caches; fuse_for_inference sets it. GPUs take the whole batch.
         self.inference_chunk: int | None = None
 
         # Same modules, names and order as the reference's VGG16bn (ReLU and pool modules hold no weights; they
@@ -151,7 +152,7 @@ class LesaNet(nn.Module):
             raise invalid("boxes", f"must be ({images.shape[0]}, 4) x1, y1, x2, y2 in patch pixels", tuple(boxes.shape))
         batch, _, height, width = images.shape
         chunk = self.inference_chunk
-        if chunk is not None and batch > chunk and not torch.is_grad_enabled():
+        if chunk is not None and batch > chunk and not torch.is_grad_enabled() and images.device.type == "cpu":
             return torch.cat([self.forward_features(images[i : i + chunk], boxes[i : i + chunk])
                               for i in range(0, batch, chunk)])
         boxes = boxes.to(device=images.device, dtype=torch.float32)
@@ -265,6 +266,9 @@ _HAS_ONEDNN_POINTWISE = (
 def fuse_for_inference(model: LesaNet, chunk: int | None = 8) -> LesaNet:
     """A copy of ``model`` for fast inference: BatchNorm folded into the convs, ReLU fused, eval mode, channels-last.
 
+    On CPU it also asks glibc to keep freed feature maps in the process (:func:`keep_freed_memory`), a
+    process-wide allocator setting.
+
     Folding uses the BN running statistics, so outputs equal ``model.eval()`` outputs up to float rounding
     (about 1e-5). The copy has no ``bn`` entries and no gradients: train and save the original, not this one.
 
@@ -289,4 +293,6 @@ def fuse_for_inference(model: LesaNet, chunk: int | None = 8) -> LesaNet:
     fused.to(memory_format=torch.channels_last)
     for param in fused.parameters():
         param.requires_grad_(False)
+    if next(fused.parameters()).device.type == "cpu":
+        keep_freed_memory()  # batched CPU inference otherwise page-faults its feature maps in again each time
     return fused

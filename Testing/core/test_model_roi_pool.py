@@ -95,6 +95,10 @@ def test_roi_pool_gradient_matches_naive_autograd(channels_last, same_size):
     torch.testing.assert_close(ours.grad, naive.grad)
     assert ours.grad.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert bool((ours.grad[2] == 0).all())  # the box outside the map gets no gradient
+    for i in range(4):  # a batch of one (the annotation path) slices its RoI instead of gathering it
+        single = base[i : i + 1].clone().requires_grad_(True)
+        (roi_pool(single, boxes[i : i + 1], 5, 0.5) * weights[i : i + 1]).sum().backward()
+        torch.testing.assert_close(single.grad, naive.grad[i : i + 1])
 
 
 def test_roi_pool_rejects_mismatched_boxes():
