@@ -21,12 +21,17 @@ from typing import Any
 SECTIONS = ("model", "patch", "annotate", "cold_start", "retrieval", "mine")
 
 
-def bench_annotate(repeats: int = 20, index_size: int = 32768, seed: int = 0) -> dict[str, Any]:
-    """Median end-to-end ``Annotator.annotate`` latency (patch, forward, decisions, search) for one box."""
+def bench_annotate(repeats: int = 20, index_size: int = 32768, seed: int = 0, device: str = "cpu",
+                   peak_gflops: float | None = None) -> dict[str, Any]:
+    """Median end-to-end ``Annotator.annotate`` latency (patch, forward, decisions, search) for one box.
+
+    The roofline uses the best matmul peak seen in this run (``peak_gflops`` from the model section, if it ran,
+    and a fresh sample), the same yardstick as the model section: a low sample would flatter the ratio.
+    """
     import numpy as np
 
     from .annotate import Annotator
-    from .bench_model import matmul_peak_gflops, model_flops
+    from .bench_model import matmul_peak_best, model_flops
     from .demo import demo_volume
     from .model import create_model
     from .ontology import load_default_ontology
@@ -44,7 +49,7 @@ def bench_annotate(repeats: int = 20, index_size: int = 32768, seed: int = 0) ->
     entries = [ReferenceEntry(str(i), f"p{i // 4}", ("liver",)) for i in range(index_size)]
     index = ReferenceIndex.build(embeddings, entries, model_digest=checkpoint_digest(checkpoint), label_names=labels,
                                  method="exact")
-    annotator = Annotator(checkpoint, index, device="cpu")
+    annotator = Annotator(checkpoint, index, device=device)
     volume, lesions = demo_volume()
     box = lesions[0].box_ijk
     for _ in range(3):
@@ -56,7 +61,7 @@ def bench_annotate(repeats: int = 20, index_size: int = 32768, seed: int = 0) ->
         times.append((time.perf_counter() - t) * 1000)
         for key, value in result.timings_ms.items():
             parts.setdefault(key, []).append(value)
-    peak = matmul_peak_gflops()
+    peak = max(matmul_peak_best(device), peak_gflops or 0.0)
     flops = model_flops()["total"]
     roofline_ms = flops / (peak * 1e9) * 1000
     median = statistics.median(times)
@@ -91,9 +96,13 @@ def bench_cold_start() -> dict[str, Any]:
     return {"cold_start_s": seconds}
 
 
-def run_bench(sections: tuple[str, ...] = SECTIONS, quick: bool = False, echo=None) -> dict[str, Any]:
-    """Runs the selected sections in a fixed order and returns one flat dictionary of numbers."""
-    results: dict[str, Any] = {"sections": list(sections)}
+def run_bench(sections: tuple[str, ...] = SECTIONS, quick: bool = False, echo=None,
+              device: str = "cpu") -> dict[str, Any]:
+    """Runs the selected sections in a fixed order and returns one flat dictionary of numbers.
+
+    ``device`` applies to the model and annotate sections (the targets are for ``cpu``).
+    """
+    results: dict[str, Any] = {"sections": list(sections), "device": device}
     for name in SECTIONS:
         if name not in sections:
             continue
@@ -103,13 +112,13 @@ def run_bench(sections: tuple[str, ...] = SECTIONS, quick: bool = False, echo=No
         if name == "model":
             from .bench_model import bench_model
 
-            results.update(bench_model())
+            results.update(bench_model(device=device))
         elif name == "patch":
             from .bench_patch import bench_patch
 
             results.update(bench_patch())
         elif name == "annotate":
-            results.update(bench_annotate())
+            results.update(bench_annotate(device=device, peak_gflops=results.get("peak_gflops")))
         elif name == "cold_start":
             results.update(bench_cold_start())
         elif name == "retrieval":

@@ -116,7 +116,7 @@ def bench_model(
     gen = torch.Generator().manual_seed(seed)
     # The peak is sampled before, between and after the model runs: on a shared machine each sample can only be
     # too low, so the best one is the closest to what the cores can do.
-    peaks = [_peak_sample(device)]
+    peaks = [matmul_peak_best(device)]
 
     model = create_model(model_name, num_labels=num_labels).to(dev)
     flops = model_flops(**model.arch_config)["total"]
@@ -141,7 +141,7 @@ def bench_model(
             runs = repeats if n > 1 else 4 * repeats  # batch-1 runs are short and most disturbed by neighbours
             times[n] = _best_time(lambda images=images, boxes=boxes, net=fused: net(images, boxes), runs, device) / n
     fused = None  # free its weights before training
-    peaks.append(_peak_sample(device))
+    peaks.append(matmul_peak_best(device))
 
     # Training step at the batch size the targets name.
     model.train()
@@ -164,7 +164,7 @@ def bench_model(
 
     train_step()
     train_s = _best_time(train_step, train_repeats, device) / batch
-    peaks.append(_peak_sample(device))
+    peaks.append(matmul_peak_best(device))
     peak = max(peaks)
 
     def fraction(seconds_per_patch: float, factor: float = 1.0) -> float:
@@ -192,7 +192,7 @@ def bench_model(
     }
 
 
-def _peak_sample(device: str) -> float:
+def matmul_peak_best(device: str = "cpu") -> float:
     """Best matmul throughput over three sizes: MKL reaches its peak at different sizes on different CPUs."""
     return max(
         matmul_peak_gflops(device, 1024, 20), matmul_peak_gflops(device, 2048, 10), matmul_peak_gflops(device, 4096, 3)

@@ -14,6 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help=f"sections to run (default all: {', '.join(SECTIONS)})")
     parser.add_argument("--quick", action="store_true", help="100k instead of 1M lesions for the approximate index")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the model and annotate sections")
     parser.set_defaults(func=run)
 
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import SECTIONS, run_bench
 
     results = run_bench(tuple(args.only or SECTIONS), quick=args.quick,
-                        echo=lambda text: print(text, file=sys.stderr))
+                        echo=lambda text: print(text, file=sys.stderr), device=args.device)
     if args.json:
         print(json.dumps(results, default=float))
     else:
