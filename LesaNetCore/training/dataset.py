@@ -308,10 +308,14 @@ class PatchCache:
 def open_patch_cache(path: str | os.PathLike) -> PatchCache:
     """Opens a cache written by :func:`build_patch_cache` (folder memory-mapped, .npz loaded).
 
+    ``path`` may also be a ``lesanet prepare`` output folder, whose cache is its ``cache/`` subfolder.
+
     Raises:
         LesaNetError: the path is not a cache, has another format version, or has arrays of mismatched sizes.
     """
     path = Path(path)
+    if path.is_dir() and not (path / "meta.json").is_file() and (path / "cache" / "meta.json").is_file():
+        path = path / "cache"  # a folder written by `lesanet prepare`: its cache is DATA_DIR/cache
     if path.is_dir():
         meta_file = path / "meta.json"
         if not meta_file.is_file():

@@ -70,6 +70,8 @@ def test_label_ontology_mined_lines_and_cache_agree(phantom, prepared):
     cache = open_patch_cache(out / "cache")
     assert cache.label_names == list(summary.term_list)
     assert sum(summary.cache["counts"].values()) == len(cache.arrays["split"])
+    # `lesanet train --data DATA_DIR` takes the prepare folder itself as well as its cache.
+    assert open_patch_cache(out).label_names == cache.label_names
 
 
 @pytest.mark.slow
