@@ -183,8 +183,10 @@ def bench_model(
         "forward_b32_peak_fraction": round(fraction(times[batch]), 3),
         "train_step_peak_fraction": round(fraction(train_s, 3.0), 3),
         "settings": {
-            "inference": "fuse_for_inference: BN folded, ReLU fused (oneDNN post-op), channels_last, slices of 8, "
-            "torch.inference_mode, fp32",
+            "inference": ("fuse_for_inference: BN folded, ReLU fused (oneDNN post-op), channels_last, slices of 8, "
+                          "torch.inference_mode, fp32" if dev.type == "cpu" else
+                          "fuse_for_inference: BN folded, channels_last, whole batch, torch.inference_mode, fp32 "
+                          "(cuDNN may use TF32)"),
             "train": "channels_last, fp32, SGD momentum, grad-norm clip 10, full LesaNet loss",
             "batch": batch,
             "repeats": repeats,

@@ -2,7 +2,8 @@
 # GPU checks for a CUDA machine (CI has none, so these are run by hand where a GPU is available):
 #   1. `lesanet bench` model and annotate sections on CUDA;
 #   2. a short phantom training run of the full network with mixed precision and channels-last, then evaluation;
-#   3. the Annotator on CUDA against the same checkpoint on CPU (scores, decisions, embeddings).
+#   3. the Annotator on CUDA against the same checkpoint on CPU (scores, decisions, embeddings);
+#   4. reproducibility: two seeded CUDA runs give bit-identical weights, with no nondeterministic kernel warned.
 # Usage: bash scripts/gpu_check.sh [OUT_DIR] [PYTHON]   (PYTHON defaults to .venv/bin/python, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,5 +57,22 @@ for cpu, gpu in zip(results["cpu"], results["cuda"], strict=True):
           f"same accepted labels: {cpu.accepted == gpu.accepted}  gpu forward {gpu.timings_ms['forward']:.2f} ms")
     assert np.abs(s_cpu - s_gpu).max() < 1e-3, "CUDA and CPU scores differ"
 print("annotate CUDA == CPU: ok")
+EOF
+echo "== 4. two seeded CUDA runs (AMP, channels-last) give bit-identical weights"
+for run in a b; do
+  lesanet train --data "$out/data" --out "$out/repro_$run" --arch lesanet_vgg16bn --epochs 1 --batch-size 32 \
+    --device cuda --workers 2 --no-progress --set amp=auto --set max_steps_per_epoch=8 >"$out/repro_$run.log" 2>&1
+done
+if grep -h "deterministic implementation" "$out"/repro_?.log; then echo "a nondeterministic kernel ran"; exit 1; fi
+"$py" - "$out/repro_a/last.pt" "$out/repro_b/last.pt" <<'EOF'
+import sys
+import torch
+from LesaNetCore.training.checkpoint import load_checkpoint
+
+a, b = (load_checkpoint(path).state_dict for path in sys.argv[1:3])
+differ = [name for name in a if not torch.equal(a[name], b[name])]
+print(f"{len(a)} tensors compared, {len(differ)} differ", differ[:5])
+assert not differ, "two runs with the same seed gave different weights"
+print("reproducible CUDA training: ok")
 EOF
 echo "gpu_check: all done; outputs in $out"

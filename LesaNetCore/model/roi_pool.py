@@ -81,14 +81,19 @@ def roi_pool(features: Tensor, boxes: Tensor, output_size: int = 5, spatial_scal
         raise invalid("boxes", f"must be ({features.shape[0]}, 4) x1, y1, x2, y2, one per image", tuple(boxes.shape))
     if output_size < 1:
         raise invalid("output_size", "must be a positive integer", output_size)
-    if features.shape[0] == 1:
-        return _roi_pool_sliced(features, boxes, output_size, spatial_scale)
-    same_size = _common_roi_size(boxes, spatial_scale)
-    if same_size is not None:
-        return _roi_pool_same_size(features, boxes, output_size, spatial_scale, same_size)
     training = torch.is_grad_enabled() and features.requires_grad
-    if not training:
-        return _roi_pool_sliced(features, boxes, output_size, spatial_scale)
+    # adaptive_max_pool2d's CUDA backward adds into overlapping bins with atomics, so its sums vary run to run;
+    # when deterministic kernels are asked for, CUDA training takes the masked path (a 1-D scatter, which torch
+    # makes deterministic).
+    reproducible_cuda = training and features.is_cuda and torch.are_deterministic_algorithms_enabled()
+    if not reproducible_cuda:
+        if features.shape[0] == 1:
+            return _roi_pool_sliced(features, boxes, output_size, spatial_scale)
+        same_size = _common_roi_size(boxes, spatial_scale)
+        if same_size is not None:
+            return _roi_pool_same_size(features, boxes, output_size, spatial_scale, same_size)
+        if not training:
+            return _roi_pool_sliced(features, boxes, output_size, spatial_scale)
     bins = roi_bins(boxes.to(features.device), output_size, spatial_scale, features.shape[2], features.shape[3])
     return _RoIPoolFunction.apply(features, bins, output_size)
 
@@ -231,9 +236,12 @@ class _RoIPoolFunction(torch.autograd.Function):
         argmax, empty = ctx.saved_tensors
         batch, channels, height, width = ctx.shape
         grad = grad_output.masked_fill(empty, 0).permute(0, 2, 3, 1).reshape(batch, -1, channels)
-        # Scatter in channels-last order (the pooled cells are stored that way), then view as (B, C, H, W).
-        grad_features = grad.new_zeros(batch, height * width, channels)
-        grad_features.scatter_add_(1, argmax, grad)
+        # Scatter in channels-last order (the pooled cells are stored that way), then view as (B, C, H, W). The
+        # scatter is 1-D on flat indices: torch has a deterministic CUDA kernel for that case only.
+        cell = argmax + torch.arange(batch, device=argmax.device)[:, None, None] * (height * width)
+        flat = (cell * channels + torch.arange(channels, device=argmax.device)).reshape(-1)
+        grad_features = grad.new_zeros(batch * height * width * channels)
+        grad_features.scatter_add_(0, flat, grad.reshape(-1))
         grad_features = grad_features.view(batch, height, width, channels).permute(0, 3, 1, 2)
         if not ctx.channels_last:
             grad_features = grad_features.contiguous()
