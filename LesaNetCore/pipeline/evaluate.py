@@ -43,24 +43,11 @@ def load_data_ontology(data_dir: str | os.PathLike, label_names: Sequence[str]) 
 def embed_split(model: Any, cache: Any, split: str, batch_size: int = 64, device: Any = "cpu",
                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """SPL probabilities (N x C) and L2-normalised embeddings (N x D) of one split of a patch cache."""
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
     from ..training.dataset import PatchDataset
+    from ..training.engine import predict
 
-    dataset = PatchDataset(cache, split)
-    model.eval()
-    probs, embeddings = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc=f"predict {split}", unit="batch", disable=not progress, leave=False):
-            out = model(batch["image"].to(device), batch["box"].to(device))
-            probs.append(out.probs.float().cpu().numpy())
-            embeddings.append(out.embedding.float().cpu().numpy())
-    if not probs:
-        return np.zeros((0, len(cache.label_names))), np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(probs).astype(np.float64), np.concatenate(embeddings).astype(np.float32)
+    return predict(model, PatchDataset(cache, split), batch_size, device, progress=progress,
+                   return_embeddings=True, desc=f"predict {split}")
 
 
 def consistent_decisions(ontology: Any, scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

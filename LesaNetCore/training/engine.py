@@ -326,27 +326,40 @@ class _Run:
 
 
 def predict(model: Any, dataset: Any, batch_size: int, device: Any, amp_dtype: Any = None,
-            channels_last: bool = False, progress: bool = False) -> np.ndarray:
-    """SPL-refined probabilities ``(N, C)`` of ``model`` on every item of ``dataset``, in order."""
+            channels_last: bool = False, progress: bool = False, return_embeddings: bool = False,
+            desc: str = "validate") -> Any:
+    """SPL-refined probabilities ``(N, C)`` of ``model`` on every item of ``dataset``, in order.
+
+    With ``return_embeddings``, also the L2-normalised embeddings ``(N, D)`` (float32), as evaluation and index
+    building need. The model is put in eval mode and given back in the mode it came in.
+    """
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
+    device = torch.device(device)
+    was_training = model.training
     model.eval()
-    chunks = []
+    probs, embeddings = [], []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     with torch.no_grad():
-        for batch in tqdm(loader, desc="validate", unit="batch", disable=not progress, leave=False):
+        for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
             images = batch["image"].to(device)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = model(images, batch["box"].to(device))
-            chunks.append(out.probs.float().cpu().numpy())
-    model.train()
-    if not chunks:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float64)
+            probs.append(out.probs.float().cpu().numpy())
+            if return_embeddings:
+                embeddings.append(out.embedding.float().cpu().numpy())
+    model.train(was_training)
+    probs_array = (np.concatenate(probs).astype(np.float64) if probs
+                   else np.zeros((0, getattr(model, "num_labels", 0)), dtype=np.float64))
+    if not return_embeddings:
+        return probs_array
+    embedding_array = (np.concatenate(embeddings).astype(np.float32) if embeddings
+                       else np.zeros((0, getattr(model, "emb_dim", 0)), dtype=np.float32))
+    return probs_array, embedding_array
 
 
 def read_run_config(run_dir: str | os.PathLike) -> TrainConfig:
