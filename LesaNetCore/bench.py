@@ -102,6 +102,10 @@ def run_bench(sections: tuple[str, ...] = SECTIONS, quick: bool = False, echo=No
 
     ``device`` applies to the model and annotate sections (the targets are for ``cpu``).
     """
+    if device != "cpu" and ("model" in sections or "annotate" in sections):
+        from .annotate import pick_device
+
+        device = pick_device(device)  # a clear error for a device this machine lacks
     results: dict[str, Any] = {"sections": list(sections), "device": device}
     for name in SECTIONS:
         if name not in sections:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from LesaNetCore.cli import main
 
 
@@ -12,3 +15,11 @@ def test_bench_patch_section_prints_json(capsys):
     numbers = json.loads(capsys.readouterr().out)
     assert numbers["sections"] == ["patch"]
     assert numbers["patch_ms"] > 0 and numbers["patch_bench_s"] > 0
+
+
+def test_bench_on_a_missing_gpu_names_the_device(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    assert main(["bench", "--only", "model", "--device", "cuda", "--json"]) != 0
+    err = capsys.readouterr().err
+    assert "device" in err and "'cuda'" in err and "CUDA" in err
