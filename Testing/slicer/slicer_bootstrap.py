@@ -147,3 +147,32 @@ def tinyCheckpoint(path: Path, nLabels: int = 12) -> Path:
     return save_checkpoint(path, model, arch="lesanet_demo", label_names=labels,
                            label_classes=[ontology.label_class(n) for n in labels],
                            ontology_digest=ontology.digest(), thresholds=thresholds, overwrite=True)
+
+
+def sharedFixtures() -> tuple:
+    """The module-scoped pytest fixtures the Slicer tests share: ``app``, ``checkpoint`` and ``logic``.
+
+    A test module registers them with ``appFixture, checkpointFixture, logicFixture = sb.sharedFixtures()``;
+    pytest finds fixtures among a module's attributes by their ``name``, so the variables' own names do not
+    matter (and do not shadow the tests' parameters).
+    """
+    import pytest
+
+    @pytest.fixture(scope="module", name="app")
+    def appFixture():
+        return bootstrap()
+
+    @pytest.fixture(scope="module", name="checkpoint")
+    def checkpointFixture(tmp_path_factory):
+        return tinyCheckpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+    @pytest.fixture(scope="module", name="logic")
+    def logicFixture(app, checkpoint):
+        from LesaNetSlicerLib.logic import AnnotationSettings, LesaNetSlicerLogic
+
+        logic = LesaNetSlicerLogic(scene=app.scene)
+        logic.settings = AnnotationSettings(modelPath=str(checkpoint), retrieval=False, device="cpu")
+        yield logic
+        logic.worker.shutdown()
+
+    return appFixture, checkpointFixture, logicFixture

@@ -12,24 +12,7 @@ _REASON = sb.slicerCoreAvailable()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=str(_REASON))
 
 
-@pytest.fixture(scope="module")
-def app():
-    return sb.bootstrap()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return sb.tinyCheckpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
-
-
-@pytest.fixture(scope="module")
-def logic(app, checkpoint):
-    from LesaNetSlicerLib.logic import AnnotationSettings, LesaNetSlicerLogic
-
-    logic = LesaNetSlicerLogic(scene=app.scene)
-    logic.settings = AnnotationSettings(modelPath=str(checkpoint), retrieval=False, device="cpu")
-    yield logic
-    logic.worker.shutdown()
+appFixture, checkpointFixture, logicFixture = sb.sharedFixtures()
 
 
 def _smooth_volume(shape, seed=0):
