@@ -8,12 +8,16 @@ the caller says so (``overwrite=True``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .errors import LesaNetError
+
+T = TypeVar("T")
 
 
 def check_writable(path: str | os.PathLike, argument: str, overwrite: bool = False) -> Path:
@@ -75,3 +79,22 @@ def write_text_atomic(path: str | os.PathLike, text: str, argument: str = "outpu
     with atomic_path(path, argument, overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def read_json_lines(path: str | os.PathLike, parse: Callable[[Any], T], expected: str) -> Iterator[tuple[int, T]]:
+    """``(line number, parse(record))`` for each non-blank line of a JSON-lines file, in order.
+
+    A line that is not JSON, or that ``parse`` rejects with KeyError, TypeError or ValueError, stops the read with
+    an error naming the file, the line number, what was ``expected`` and the start of the line.
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = parse(json.loads(line))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise LesaNetError(f"{path.name} line {number}: must be {expected}, but got "
+                                   f"{line.strip()[:80]!r}") from err
+            yield number, value

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LesaNetError, invalid
-from ..fileio import write_text_atomic
+from ..fileio import read_json_lines, write_text_atomic
 
 SPLIT_CODES = {1: "train", 2: "val", 3: "test"}
 """DL_info.csv ``Train_Val_Test`` codes."""
@@ -74,20 +74,12 @@ def read_sentences(path: str | os.PathLike) -> dict[int, str]:
     if not path.is_file():
         raise invalid("--sentences", "must be an existing JSON-lines file", str(path))
     out: dict[int, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                lesion = int(record["id"])
-                text = record["text"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise LesaNetError(f"{path.name} line {number}: must be a JSON object with an integer 'id' and a "
-                                   f"'text', but got {line.strip()[:80]!r}") from err
-            if not isinstance(text, str):
-                raise invalid(f"{path.name} line {number} 'text'", "must be a string", text)
-            out[lesion] = text
+    records = read_json_lines(path, lambda record: (int(record["id"]), record["text"]),
+                              "a JSON object with an integer 'id' and a 'text'")
+    for number, (lesion, text) in records:
+        if not isinstance(text, str):
+            raise invalid(f"{path.name} line {number} 'text'", "must be a string", text)
+        out[lesion] = text
     return out
 
 
@@ -246,22 +238,14 @@ def phantom_truth(path: str | os.PathLike, term_list: Sequence[str], ontology: A
     path = Path(path)
     keep = set(term_list)
     out = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                lesion = int(record["id"])
-                names = [str(n) for n in record["labels"]]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise LesaNetError(f"{path.name} line {number}: must be a JSON object with 'id' and 'labels', but "
-                                   f"got {line.strip()[:80]!r}") from err
-            if split_of.get(lesion) != "test":
-                continue
-            known = [n for n in names if n in ontology]
-            expanded = [n for n in ontology.names if n in set(ontology.expand(known)) and n in keep]
-            out.append({"lesion_idx": lesion, "expanded_terms": expanded, "text": (texts or {}).get(lesion, "")})
+    records = read_json_lines(path, lambda record: (int(record["id"]), [str(n) for n in record["labels"]]),
+                              "a JSON object with 'id' and 'labels'")
+    for _, (lesion, names) in records:
+        if split_of.get(lesion) != "test":
+            continue
+        known = [n for n in names if n in ontology]
+        expanded = [n for n in ontology.names if n in set(ontology.expand(known)) and n in keep]
+        out.append({"lesion_idx": lesion, "expanded_terms": expanded, "text": (texts or {}).get(lesion, "")})
     return out
 
 

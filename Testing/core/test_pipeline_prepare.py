@@ -131,8 +131,14 @@ def test_select_labels_counts_training_lesions_only():
 
 def test_read_sentences_names_the_bad_line(tmp_path):
     path = tmp_path / "s.jsonl"
-    path.write_text('{"id": 0, "text": "a"}\n{"text": "no id"}\n')
-    with pytest.raises(LesaNetError, match="line 2"):
+    path.write_text('{"id": 0, "text": "a"}\n\n{"text": "no id"}\n')
+    with pytest.raises(LesaNetError, match=r"s.jsonl line 3: must be a JSON object with an integer 'id'"):
+        read_sentences(path)
+    path.write_text('{"id": 0, "text": "a"}\nnot json\n')
+    with pytest.raises(LesaNetError, match="line 2: .* but got 'not json'"):
+        read_sentences(path)
+    path.write_text('{"id": 0, "text": 5}\n')
+    with pytest.raises(LesaNetError, match="line 1 'text'"):
         read_sentences(path)
 
 
