@@ -98,18 +98,28 @@ def roi_pool(features: Tensor, boxes: Tensor, output_size: int = 5, spatial_scal
     return _RoIPoolFunction.apply(features, bins, output_size)
 
 
-def _rounded_roi(boxes: Tensor, spatial_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """RoI start (x, y) and size (w, h) in feature cells, rounded like the CUDA kernel (float32, half away)."""
-    scaled = boxes.detach().to(torch.float32) * torch.tensor(spatial_scale, dtype=torch.float32)
-    rounded = torch.sign(scaled) * torch.floor(scaled.abs() + 0.5)
-    x1, y1, x2, y2 = rounded.unbind(dim=1)
-    return x1, y1, torch.clamp(x2 - x1 + 1, min=1), torch.clamp(y2 - y1 + 1, min=1)
+def _rounded_cells(boxes: Tensor, spatial_scale: float) -> np.ndarray:
+    """``(B, 4)`` int64 RoI start (x, y) and size (w, h) in feature cells, rounded like the CUDA kernel.
+
+    The kernel's arithmetic: float32 scaling, rounding half away from zero, at least one cell. Done in numpy on
+    the host: the boxes are a few numbers, and five tiny torch ops per call cost ~0.1 ms (1-2 % of a batch-1
+    forward pass).
+    """
+    scaled = boxes.detach().cpu().numpy().astype(np.float32) * np.float32(spatial_scale)
+    x1, y1, x2, y2 = (np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))).T
+    return np.stack([x1, y1, np.maximum(x2 - x1 + 1, 1), np.maximum(y2 - y1 + 1, 1)], axis=1).astype(np.int64)
+
+
+def _rounded_roi(boxes: Tensor, spatial_scale: float) -> tuple[Tensor, ...]:
+    """:func:`_rounded_cells` as float32 tensors ``x1, y1, roi_w, roi_h`` on the boxes' device."""
+    cells = torch.as_tensor(_rounded_cells(boxes, spatial_scale), dtype=torch.float32, device=boxes.device)
+    return tuple(cells.unbind(dim=1))
 
 
 def _common_roi_size(boxes: Tensor, spatial_scale: float) -> tuple[int, int] | None:
     """``(roi_h, roi_w)`` when every RoI of the batch has the same size in cells (batch 1, whole-patch boxes)."""
-    _, _, roi_w, roi_h = _rounded_roi(boxes, spatial_scale)
-    if bool((roi_w == roi_w[0]).all()) and bool((roi_h == roi_h[0]).all()):
+    roi_w, roi_h = _rounded_cells(boxes, spatial_scale)[:, 2:].T
+    if (roi_w == roi_w[0]).all() and (roi_h == roi_h[0]).all():
         return int(roi_h[0]), int(roi_w[0])
     return None
 
@@ -123,13 +133,8 @@ def _roi_pool_sliced(features: Tensor, boxes: Tensor, p: int, spatial_scale: flo
     VGG16 forward pass.
     """
     _, channels, height, width = features.shape
-    # The same float32 arithmetic as _rounded_roi, in numpy: five tiny torch ops per call cost ~0.1 ms, which is
-    # 1-2 % of a batch-1 forward pass.
-    scaled = boxes.detach().cpu().numpy().astype(np.float32) * np.float32(spatial_scale)
-    corners = (np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))).astype(np.int64)
-    rounded = [(x1, y1, max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)) for x1, y1, x2, y2 in corners.tolist()]
     pooled = []
-    for i, (x1, y1, roi_w, roi_h) in enumerate(rounded):
+    for i, (x1, y1, roi_w, roi_h) in enumerate(_rounded_cells(boxes, spatial_scale).tolist()):
         top, left = max(y1, 0), max(x1, 0)
         bottom, right = min(y1 + roi_h, height), min(x1 + roi_w, width)
         if bottom <= top or right <= left:  # entirely outside the map: every bin is empty
