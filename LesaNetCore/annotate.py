@@ -122,13 +122,13 @@ class Annotator:
         self.label_names: tuple[str, ...] = tuple(checkpoint.label_names)
         self.label_ontology = label_ontology_for(checkpoint)
         self.model_digest = checkpoint_digest(checkpoint)
-        self._radlex = _radlex_codes(self.label_ontology)
-        self._parents = {n: tuple(sorted(self.label_ontology.parents(n))) for n in self.label_names}
         self._thresholds = np.clip(np.asarray(checkpoint.thresholds, dtype=np.float64) + self.threshold_offset,
                                    0.01, 0.99)
         # Per label, what every LabelScore repeats: (term, class, threshold, RadLex code, parents).
+        radlex = _radlex_codes(self.label_ontology)
         self._label_constants = tuple(
-            (name, self.label_ontology.label_class(name), threshold, self._radlex[name], self._parents[name])
+            (name, self.label_ontology.label_class(name), threshold, radlex[name],
+             tuple(sorted(self.label_ontology.parents(name))))
             for name, threshold in zip(self.label_names, self._thresholds.tolist(), strict=True))
         model = build_model(checkpoint, device=self.device)
         self._model = fuse_for_inference(model)
