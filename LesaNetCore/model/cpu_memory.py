@@ -31,11 +31,12 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 512 
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-        gnu_get_libc_version = libc.gnu_get_libc_version  # glibc only: musl has mallopt as a no-op stub
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu_get_libc_version
+    # gnu_get_libc_version exists in glibc only: musl has mallopt as a no-op stub.
+    if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     _applied = bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(
