@@ -1,0 +1,111 @@
+"""Winograd F(m x m, 3 x 3) against direct convolution, its tile choice, and its use inside the fused model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from LesaNetCore.errors import LesaNetError
+from LesaNetCore.model import LesaNet, fuse_for_inference
+from LesaNetCore.model.lesanet import _ConvReLU
+from LesaNetCore.model.winograd import choose_tile, winograd_conv3x3, winograd_weight
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("shape", [(1, 5, 8, 8), (2, 3, 15, 15), (1, 4, 7, 9), (3, 2, 1, 6)])
+def test_winograd_equals_direct_convolution_in_float64(tile, shape):
+    """In float64 the algorithm is exact up to rounding: any wrong transform matrix or tile offset shows."""
+    gen = torch.Generator().manual_seed(sum(shape) + tile)
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    weight = torch.randn(6, shape[1], 3, 3, generator=gen, dtype=torch.float64)
+    bias = torch.randn(6, generator=gen, dtype=torch.float64)
+    got = winograd_conv3x3(x, winograd_weight(weight, tile, torch.float64), bias, relu=True)
+    want = F.relu(F.conv2d(x, weight, bias, padding=1))
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    assert got.shape == want.shape
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(("tile", "bound"), [(2, 5e-6), (4, 5e-5)])
+def test_winograd_float32_error_stays_near_direct_convolution(tile, bound):
+    """The documented numerics in float32: about 1e-5 of the largest output for m = 4, 1e-6 for m = 2."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 256, 30, 30, generator=gen).relu().contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(128, 256, 3, 3, generator=gen) * (2 / (9 * 256)) ** 0.5
+    want = F.conv2d(x.double(), weight.double(), padding=1)
+    got = winograd_conv3x3(x, winograd_weight(weight, tile))
+    relative = ((got.double() - want).abs().max() / want.abs().max()).item()
+    print(f"F({tile}x{tile}, 3x3) float32 error: {relative:.2e} of the largest output")
+    assert relative < bound
+
+
+def test_choose_tile_follows_the_measured_rule():
+    assert choose_tile(1, 64, 120, 120) is None  # too few input channels
+    assert choose_tile(1, 128, 60, 60) == 4  # block 2
+    assert choose_tile(1, 256, 30, 30) == 4  # block 3: 64 tiles of 4 x 4
+    assert choose_tile(1, 512, 15, 15) == 2  # block 4: 16 tiles of 4 x 4 are too few, 64 of 2 x 2 are enough
+    assert choose_tile(1, 512, 7, 7) is None  # block 5: direct
+    assert choose_tile(4, 512, 7, 7) == 2
+    assert choose_tile(8, 512, 7, 7) == 4
+
+
+def test_winograd_refuses_bad_arguments():
+    weight = torch.zeros(4, 3, 3, 3)
+    with pytest.raises(LesaNetError, match="tile"):
+        winograd_weight(weight, 3)
+    with pytest.raises(LesaNetError, match="weight"):
+        winograd_weight(torch.zeros(4, 3, 5, 5), 4)
+    with pytest.raises(LesaNetError, match="transformed_weight"):
+        winograd_conv3x3(torch.zeros(1, 5, 8, 8), winograd_weight(weight, 4))
+    with pytest.raises(LesaNetError, match="x"):
+        winograd_conv3x3(torch.zeros(1, 3, 8, 8, dtype=torch.float16), winograd_weight(weight, 4))
+    with pytest.raises(LesaNetError, match="x"):
+        winograd_conv3x3(torch.zeros(3, 8, 8), winograd_weight(weight, 4))
+
+
+def test_conv_relu_rebuilds_its_transformed_weight_when_the_weight_changes():
+    torch.manual_seed(4)
+    layer = _ConvReLU(torch.nn.Conv2d(128, 16, 3, padding=1), torch.nn.BatchNorm2d(16).eval(), winograd=True)
+    x = torch.randn(1, 128, 24, 24)
+    with torch.inference_mode():
+        first = layer(x)
+        assert set(layer._winograd_weights) == {4}
+        torch.testing.assert_close(first, F.relu(F.conv2d(x, layer.weight, layer.bias, padding=1)),
+                                   atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        layer.weight.mul_(-1)
+    with torch.inference_mode():
+        second = layer(x)
+    torch.testing.assert_close(second, F.relu(F.conv2d(x, layer.weight, layer.bias, padding=1)), atol=1e-4, rtol=1e-4)
+    assert not torch.equal(first, second)
+    assert copy.deepcopy(layer)._winograd_weights == {}  # derived data is not copied
+
+
+def test_fused_model_with_winograd_keeps_outputs():
+    """Widths of 128 make blocks 2-5 take the Winograd path (m = 2 at batch 1, m = 4 at batch 3)."""
+    torch.manual_seed(5)
+    model = LesaNet(7, widths=(8, 128, 128, 128, 128), fc_dim=8, emb_dim=6)
+    model.train()
+    for _ in range(2):
+        model(torch.randn(4, 3, 40, 40) * 2 + 1, torch.tensor([[5.0, 8.0, 30.0, 25.0]] * 4))
+    model.eval()
+    with_winograd, direct = fuse_for_inference(model, chunk=None), fuse_for_inference(model, winograd=False)
+    used = []
+    for layer in with_winograd.modules():
+        if isinstance(layer, _ConvReLU):
+            layer.register_forward_hook(lambda mod, inp, out: used.append(sorted(mod._winograd_weights)))
+    images = torch.randn(3, 3, 40, 40)
+    boxes = torch.tensor([[5.0, 8.0, 30.0, 25.0], [0.0, 0.0, 39.0, 39.0], [10.0, 12.0, 22.0, 30.0]])
+    with torch.inference_mode():
+        ref = model(images, boxes)
+        for net in (with_winograd, direct):
+            got = net(images, boxes)
+            torch.testing.assert_close(got.logits2, ref.logits2, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(got.embedding, ref.embedding, atol=1e-4, rtol=1e-4)
+        single = with_winograd(images[:1], boxes[:1])
+    torch.testing.assert_close(single.probs, ref.probs[:1], atol=1e-5, rtol=1e-5)
+    assert [4] in used and [2, 4] in used  # both tile sizes ran
+    assert all(not layer._winograd_weights for layer in direct.modules() if isinstance(layer, _ConvReLU))
