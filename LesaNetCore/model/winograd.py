@@ -37,7 +37,7 @@ class _Transforms:
     """The three matrices of F(m x m, 3 x 3); the 2-D input and output transforms as Kronecker products."""
 
     tile: int
-    kernel: torch.Tensor  # G, (m + 2, 3), float64
+    kernels: torch.Tensor  # kron(G, G), ((m + 2)^2, 9), float64
     inputs: dict  # dtype -> kron(B^T, B^T), ((m + 2)^2, (m + 2)^2)
     outputs: dict  # dtype -> kron(A^T, A^T), (m^2, (m + 2)^2)
 
@@ -46,7 +46,7 @@ def _transforms(tile: int, bt: list, g: list, at: list) -> _Transforms:
     bt64, g64, at64 = (torch.tensor(a, dtype=torch.float64) for a in (bt, g, at))
     # On row-major flattened tiles, vec(B^T d B) = kron(B^T, B^T) vec(d): both 1-D passes in one matmul.
     inputs, outputs = torch.kron(bt64, bt64), torch.kron(at64, at64)
-    return _Transforms(tile, g64, {d: inputs.to(d) for d in (torch.float32, torch.float64)},
+    return _Transforms(tile, torch.kron(g64, g64), {d: inputs.to(d) for d in (torch.float32, torch.float64)},
                        {d: outputs.to(d) for d in (torch.float32, torch.float64)})
 
 
@@ -103,10 +103,10 @@ def winograd_weight(weight: torch.Tensor, tile: int, dtype: torch.dtype = torch.
         raise invalid("tile", f"must be one of {sorted(_BY_TILE)}", tile)
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
         raise invalid("weight", "must be (C_out, C_in, 3, 3)", tuple(weight.shape))
-    g = _BY_TILE[tile].kernel
-    transformed = g @ weight.detach().double().cpu() @ g.T  # (C_out, C_in, m + 2, m + 2)
+    kernel_transform = _BY_TILE[tile].kernels  # kron(G, G): vec(G g G^T) for every kernel in one matmul
     c_out, c_in = weight.shape[:2]
-    return transformed.reshape(c_out, c_in, (tile + 2) ** 2).permute(2, 1, 0).contiguous().to(dtype)
+    transformed = kernel_transform @ weight.detach().cpu().double().reshape(c_out * c_in, 9).T
+    return transformed.view(-1, c_out, c_in).permute(0, 2, 1).contiguous().to(dtype)
 
 
 def winograd_conv3x3(x: torch.Tensor, transformed_weight: torch.Tensor, bias: torch.Tensor | None = None,
