@@ -109,3 +109,27 @@ def test_fused_model_with_winograd_keeps_outputs():
     torch.testing.assert_close(single.probs, ref.probs[:1], atol=1e-5, rtol=1e-5)
     assert [4] in used and [2, 4] in used  # both tile sizes ran
     assert all(not layer._winograd_weights for layer in direct.modules() if isinstance(layer, _ConvReLU))
+
+
+@pytest.mark.slow
+def test_winograd_layers_script_times_every_algorithm(tmp_path):
+    """The tool that checks the tile rule on a new CPU runs and records a time per layer and algorithm."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "winograd_layers.py"
+    out = tmp_path / "layers.json"
+    run = subprocess.run([sys.executable, str(script), "--threads", "2", "--batch", "1", "--repeats", "1",
+                          "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "rule" in run.stdout and "conv4_2" in run.stdout
+    (record,) = json.loads(out.read_text())
+    assert set(record["ms"]) == {"direct", "F2", "F4"}
+    assert all(len(times) == 12 and min(times.values()) > 0 for times in record["ms"].values())
+    again = subprocess.run([sys.executable, str(script), "--batch", "1", "--repeats", "1", "--json", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "--json" in again.stderr  # an existing file is not overwritten
+    bad = subprocess.run([sys.executable, str(script), "--threads", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--threads" in bad.stderr
