@@ -2,7 +2,8 @@
 # GPU checks for a CUDA machine (CI has none, so these are run by hand where a GPU is available):
 #   1. `lesanet bench` model and annotate sections on CUDA;
 #   2. a short phantom training run of the full network with mixed precision and channels-last, then evaluation;
-#   3. the Annotator on CUDA against the same checkpoint on CPU (scores, decisions, embeddings);
+#   3. the Annotator on CUDA against the same checkpoint on CPU (scores, decisions, embeddings), and on CPU the
+#      fused model with Winograd convolutions against direct convolution and the unfused model (val and test);
 #   4. reproducibility: two seeded CUDA runs give bit-identical weights, with no nondeterministic kernel warned.
 # Usage: bash scripts/gpu_check.sh [OUT_DIR] [PYTHON]   (PYTHON defaults to .venv/bin/python, else python3)
 set -euo pipefail
@@ -57,6 +58,30 @@ for cpu, gpu in zip(results["cpu"], results["cuda"], strict=True):
           f"same accepted labels: {cpu.accepted == gpu.accepted}  gpu forward {gpu.timings_ms['forward']:.2f} ms")
     assert np.abs(s_cpu - s_gpu).max() < 1e-3, "CUDA and CPU scores differ"
 print("annotate CUDA == CPU: ok")
+EOF
+"$py" - "$out/run/best.pt" "$out/data/cache" <<'EOF'
+import sys
+import numpy as np
+from LesaNetCore.model import fuse_for_inference
+from LesaNetCore.training.checkpoint import build_model, load_checkpoint
+from LesaNetCore.training.dataset import PatchDataset, open_patch_cache
+from LesaNetCore.training.engine import predict
+
+checkpoint, cache = load_checkpoint(sys.argv[1]), open_patch_cache(sys.argv[2])
+model = build_model(checkpoint).eval()
+thresholds = np.array(checkpoint.thresholds)
+fused = {"winograd": fuse_for_inference(model), "direct": fuse_for_inference(model, winograd=False)}
+for split in ("val", "test"):
+    data = PatchDataset(cache, split)
+    ref_probs, ref_emb = predict(model, data, 8, "cpu", return_embeddings=True)
+    for name, net in fused.items():
+        for batch in (1, 8):
+            probs, emb = predict(net, data, batch, "cpu", return_embeddings=True)
+            flips = int(((probs >= thresholds) != (ref_probs >= thresholds)).sum())
+            print(f"CPU {split} {name} batch {batch}: max |prob diff| {np.abs(probs - ref_probs).max():.1e}, "
+                  f"max |embedding diff| {np.abs(emb - ref_emb).max():.1e}, decisions changed {flips} of {probs.size}")
+            assert np.abs(probs - ref_probs).max() < 1e-4, "fused CPU inference moved the scores"
+print("CPU Winograd == direct == unfused: ok")
 EOF
 echo "== 4. two seeded CUDA runs (AMP, channels-last) give bit-identical weights"
 for run in a b; do
