@@ -162,3 +162,28 @@ def test_grid_verdict_needs_half_a_point():
 
     assert grid_verdict(0.0016) == "makes no material difference"
     assert grid_verdict(0.02) == "helps" and grid_verdict(-0.02) == "hurts"
+
+
+@pytest.mark.slow
+def test_embed_split_runs_the_fused_copy_and_leaves_the_model_alone(trained):
+    """Evaluation and index building see the Annotator's numbers: the fused inference copy, not the eval model."""
+    import torch
+
+    from LesaNetCore.model import fuse_for_inference
+    from LesaNetCore.pipeline.evaluate import embed_split
+    from LesaNetCore.training.checkpoint import build_model, load_checkpoint
+    from LesaNetCore.training.dataset import PatchDataset, open_patch_cache
+    from LesaNetCore.training.engine import predict
+
+    model = build_model(load_checkpoint(trained["model"])).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cache = open_patch_cache(trained["data"] / "cache")
+    probs, embeddings = embed_split(model, cache, "val", batch_size=4)
+    fused_probs, fused_embeddings = predict(fuse_for_inference(model), PatchDataset(cache, "val"), 4, "cpu",
+                                            return_embeddings=True)
+    np.testing.assert_array_equal(probs, fused_probs)
+    np.testing.assert_array_equal(embeddings, fused_embeddings)
+    plain_probs, _ = predict(model, PatchDataset(cache, "val"), 4, "cpu", return_embeddings=True)
+    np.testing.assert_allclose(probs, plain_probs, atol=1e-5)
+    assert not np.array_equal(probs, plain_probs)  # BN folding rounds differently: the fused copy really ran
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
