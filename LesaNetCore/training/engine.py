@@ -262,11 +262,18 @@ class _Run:
 
     # ------------------------------------------------------------------------------------------ evaluation
     def validate(self) -> dict[str, Any]:
-        """Validation scores -> thresholds calibrated on them -> per-label and mean per-class metrics."""
-        from ..evaluation.metrics import calibrate_thresholds, mean_per_class, per_label_metrics
+        """Validation scores -> thresholds calibrated on them -> per-label and mean per-class metrics.
 
-        probs = predict(self.model, PatchDataset(self.cache, "val"), self.cfg.eval_batch_size, self.device,
-                        self.amp_dtype, self.channels_last)
+        The scores come from the fused fp32 inference copy, which computes what the Annotator will: thresholds
+        calibrated on mixed-precision scores do not fit fp32 ones (on a phantom-trained full network, bf16
+        moved scores by up to 2e-3 and one calibrated threshold by 0.3, changing 74 of 5,429 decisions). The
+        copy is also about twice as fast on CPU.
+        """
+        from ..evaluation.metrics import calibrate_thresholds, mean_per_class, per_label_metrics
+        from ..model import fuse_for_inference
+
+        probs = predict(fuse_for_inference(self.model), PatchDataset(self.cache, "val"), self.cfg.eval_batch_size,
+                        self.device)
         labels = split_arrays(self.cache, "val")
         targets = labels["targets"] > 0
         thresholds = calibrate_thresholds(probs, targets, labels["valid"])
