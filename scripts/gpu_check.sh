@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks for a CUDA machine (CI has none, so these are run by hand where a GPU is available):
 #   1. `lesanet bench` model and annotate sections on CUDA;
-#   2. a short phantom training run of the full network with mixed precision and channels-last, then evaluation;
+#   2. a short phantom training run of the full network with mixed precision and channels-last, then evaluation,
+#      and that the thresholds it saved were calibrated on fp32 inference scores, not mixed-precision ones;
 #   3. the Annotator on CUDA against the same checkpoint on CPU (scores, decisions, embeddings), and on CPU the
 #      fused model with Winograd convolutions against direct convolution and the unfused model (val and test);
 #   4. reproducibility: two seeded CUDA runs give bit-identical weights, with no nondeterministic kernel warned.
@@ -37,6 +38,29 @@ report = json.load(open(sys.argv[1]))
 print("evaluate: mean per class", report["mean_per_class"], "| retrieval", report["retrieval"])
 EOF
 
+echo "== 2b. the thresholds saved by AMP training fit fp32 inference scores"
+"$py" - "$out/run/best.pt" "$out/data/cache" <<'EOF'
+import sys
+import numpy as np
+import torch
+from LesaNetCore.evaluation.metrics import calibrate_thresholds
+from LesaNetCore.model import fuse_for_inference
+from LesaNetCore.training.checkpoint import build_model, load_checkpoint
+from LesaNetCore.training.dataset import PatchDataset, open_patch_cache, split_arrays
+from LesaNetCore.training.engine import predict
+
+checkpoint, cache = load_checkpoint(sys.argv[1]), open_patch_cache(sys.argv[2])
+model = build_model(checkpoint, device="cuda").eval()
+val, labels = PatchDataset(cache, "val"), split_arrays(cache, "val")
+targets, valid = labels["targets"] > 0, labels["valid"]
+saved = np.array(checkpoint.thresholds)
+fp32 = calibrate_thresholds(predict(fuse_for_inference(model), val, 64, "cuda"), targets, valid)
+bf16 = calibrate_thresholds(predict(model, val, 64, "cuda", amp_dtype=torch.bfloat16), targets, valid)
+same_fp32, same_bf16 = int(np.sum(np.isclose(saved, fp32))), int(np.sum(np.isclose(saved, bf16)))
+print(f"saved thresholds equal to fp32-calibrated ones: {same_fp32} of {saved.size}; "
+      f"to bf16-calibrated ones: {same_bf16} of {saved.size}")
+assert same_fp32 >= saved.size - 1, "training calibrated its thresholds on other scores than fp32 inference gives"
+EOF
 echo "== 3. Annotator CUDA vs CPU on the demo phantom CT"
 "$py" - "$out/run/best.pt" <<'EOF'
 import sys
