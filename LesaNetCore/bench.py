@@ -30,7 +30,8 @@ def bench_annotate(repeats: int = 20, index_size: int = 32768, seed: int = 0, de
     sample, and ``annotate_vs_roofline`` is the median over rounds of (round's median latency) / (roofline at
     that round's peak). ``annotate_vs_best_peak`` is the stricter yardstick of the model section: the median
     latency against the best peak seen anywhere in the run (``peak_gflops`` from the model section, if it ran),
-    which mixes a fast moment's peak with every moment's latency.
+    which mixes a fast moment's peak with every moment's latency. The roofline counts a direct convolution's
+    FLOPs (:func:`.bench_model.model_flops`); the CPU forward does fewer where it uses Winograd.
     """
     import numpy as np
 
