@@ -4,7 +4,8 @@
 counts the FLOPs of one 3 x 120 x 120 patch analytically, and times inference at batch 1 and 32 (BN folded into
 the convs, channels-last, ``torch.inference_mode``; on CPU with Winograd where it pays and again without) and
 one training step at batch 32 (forward, the full LesaNet loss, backward, SGD). Each timing is the best of
-several runs, because other processes on a shared machine only ever make a run slower. ``lesanet bench --json`` prints the dict.
+several runs, because other processes on a shared machine only ever make a run slower. ``lesanet bench --json``
+prints the dict.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def main() -> None:
                 best_total += row[best]
             print(f"{'sum':8s} {'':>18s} " + " ".join(f"{totals[a]:9.2f}" for a in ALGORITHMS)
                   + f"   rule {rule_total:.2f}   best per layer {best_total:.2f}")
-            results.append({"threads": threads, "batch": batch, "shapes": shapes, "ms": table})
+            results.append({"threads": threads, "batch": batch, "shapes": dict(shapes), "ms": table})
     if args.json:
         write_text_atomic(args.json, json.dumps(results, indent=1), argument="--json")
 

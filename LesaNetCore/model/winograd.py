@@ -85,8 +85,8 @@ def choose_tile(batch: int, in_channels: int, height: int, width: int) -> int | 
     m = 4 for LesaNet's blocks 2-3, m = 2 for block 4 and direct convolution for block 5.
 
     Example:
-        >>> choose_tile(1, 256, 30, 30), choose_tile(1, 512, 15, 15), choose_tile(1, 512, 7, 7), choose_tile(8, 512, 7, 7)
-        (4, 2, None, 4)
+        >>> [choose_tile(*shape) for shape in [(1, 256, 30, 30), (1, 512, 15, 15), (1, 512, 7, 7), (8, 512, 7, 7)]]
+        [4, 2, None, 4]
     """
     if in_channels < MIN_IN_CHANNELS:
         return None

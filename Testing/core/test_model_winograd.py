@@ -121,13 +121,16 @@ def test_winograd_layers_script_times_every_algorithm(tmp_path):
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "winograd_layers.py"
     out = tmp_path / "layers.json"
-    run = subprocess.run([sys.executable, str(script), "--threads", "2", "--batch", "1", "--repeats", "1",
+    run = subprocess.run([sys.executable, str(script), "--threads", "2", "--batch", "1", "2", "--repeats", "1",
                           "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "rule" in run.stdout and "conv4_2" in run.stdout
-    (record,) = json.loads(out.read_text())
-    assert set(record["ms"]) == {"direct", "F2", "F4"}
-    assert all(len(times) == 12 and min(times.values()) > 0 for times in record["ms"].values())
+    records = json.loads(out.read_text())
+    assert [record["batch"] for record in records] == [1, 2]
+    for record in records:
+        assert set(record["ms"]) == {"direct", "F2", "F4"}
+        assert all(len(times) == 12 and min(times.values()) > 0 for times in record["ms"].values())
+        assert {shape[0] for shape in record["shapes"].values()} == {record["batch"]}  # each its own shapes
     again = subprocess.run([sys.executable, str(script), "--batch", "1", "--repeats", "1", "--json", str(out)],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "--json" in again.stderr  # an existing file is not overwritten
