@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LesaNetError, invalid
+from .imaging.recist import Recist
 from .ontology import Ontology, decide, load_default_ontology
 from .result import AnnotationResult, LabelScore, LesionLocation
 
@@ -155,15 +156,24 @@ class Annotator:
 
     # ----------------------------------------------------------------------------------------------- inference
     def annotate(self, volume: Any, *, box_ijk: BoxIJK | None = None, box_lps: BoxLPS | None = None,
-                 exclude_patient: str | None = None) -> AnnotationResult:
-        """Annotates one lesion box on ``volume`` (a :class:`LesaNetCore.imaging.Volume`).
+                 recist: Recist | None = None, exclude_patient: str | None = None) -> AnnotationResult:
+        """Annotates one lesion on ``volume`` (a :class:`LesaNetCore.imaging.Volume`).
 
         Args:
             volume: the CT.
             box_ijk: (i1, j1, i2, j2, k) stored voxel indices, corners inclusive, on slice k.
             box_lps: (x1, y1, x2, y2, z) LPS millimetres on the axial plane at height z.
+            recist: a RECIST measurement (:mod:`LesaNetCore.imaging.recist`); its box is DeepLesion's: the
+                diameters' tight box padded by 5 pixels. The result's location keeps the end points.
             exclude_patient: a patient id whose lesions the similar-lesion search skips (the query's own).
+
+        Exactly one of ``box_ijk``, ``box_lps`` and ``recist`` is given.
         """
+        if recist is not None:
+            if box_ijk is not None or box_lps is not None:
+                raise LesaNetError("recist/box_ijk/box_lps: exactly one must be given, but got recist and a box")
+            result = self.annotate_many(volume, boxes_ijk=[recist.box_ijk()], exclude_patient=exclude_patient)[0]
+            return replace(result, location=replace(result.location, recist_ij=tuple(recist.points_ij)))
         return self.annotate_many(volume, boxes_ijk=None if box_ijk is None else [box_ijk],
                                   boxes_lps=None if box_lps is None else [box_lps],
                                   exclude_patient=exclude_patient)[0]

@@ -22,7 +22,7 @@ def format_result(result: AnnotationResult, max_rows_per_class: int = 8, min_sco
     lines = [
         f"Lesion at slice k={loc.key_slice}, box i/j {loc.box_ijk[0]:.0f}-{loc.box_ijk[2]:.0f} / "
         f"{loc.box_ijk[1]:.0f}-{loc.box_ijk[3]:.0f}, centre LPS ({loc.center_lps[0]:.1f}, {loc.center_lps[1]:.1f}, "
-        f"{loc.center_lps[2]:.1f}) mm   ->   {result.top_finding()}",
+        f"{loc.center_lps[2]:.1f}) mm, from {loc.input_description()}   ->   {result.top_finding()}",
         f"{'':2}{'label':<28}{'score':>6}  {'0' + ' ' * 18 + '1':<20}  threshold",
     ]
     for label_class, items in result.by_class().items():

@@ -74,6 +74,8 @@ class LesionLocation:
         center_lps: box centre in LPS millimetres.
         box_lps: (x1, y1, x2, y2, z) the box's extent in LPS millimetres on the axial plane at height z.
         source_file: the DICOM file of the key slice when the volume came from DICOM, else None.
+        recist_ij: the RECIST end points (i, j) on the key slice when the box was derived from a measurement
+            (long axis, then the optional short axis), else None.
     """
 
     key_slice: int
@@ -81,6 +83,19 @@ class LesionLocation:
     center_lps: tuple[float, float, float]
     box_lps: tuple[float, float, float, float, float] | None = None
     source_file: str | None = None
+    recist_ij: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def box_from(self) -> str:
+        """Which input made the box: ``"recist"`` (a measurement) or ``"box"`` (drawn or given)."""
+        return "recist" if self.recist_ij else "box"
+
+    def input_description(self) -> str:
+        """How the box was made, in words: ``"box"`` or e.g. ``"RECIST long and short axis, padded 5 px"``."""
+        if not self.recist_ij:
+            return "box"
+        axes = "long and short axis" if len(self.recist_ij) >= 4 else "long axis"
+        return f"RECIST {axes}, padded 5 px"
 
 
 @dataclass(frozen=True)

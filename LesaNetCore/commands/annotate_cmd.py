@@ -18,6 +18,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     box = parser.add_mutually_exclusive_group(required=True)
     box.add_argument("--box-ijk", metavar="I1,J1,I2,J2,K")
     box.add_argument("--box-lps", metavar="X1,Y1,X2,Y2,Z")
+    box.add_argument("--recist-ijk", metavar="I1,J1,I2,J2[,I3,J3,I4,J4],K",
+                     help="a RECIST measurement instead of a box: the long axis' end points, optionally the short "
+                     "axis', in voxel indices on slice K; the box is DeepLesion's (the diameters' tight box "
+                     "padded by 5 pixels)")
+    box.add_argument("--recist-lps", metavar="X1,Y1,X2,Y2[,X3,Y3,X4,Y4],Z",
+                     help="the same measurement in LPS millimetres on the axial plane at height Z")
     parser.add_argument("--model", metavar="CKPT", help="checkpoint (default: the shipped demo model)")
     parser.add_argument("--index", metavar="DIR", help="reference index folder (default: the demo index with "
                         "the demo model, none otherwise)")
@@ -39,17 +45,20 @@ def run(args: argparse.Namespace) -> int:
     from ..console import format_result
     from ..fileio import check_writable
     from ..imaging import read_volume
-    from ._args import parse_box
+    from ._args import parse_box, parse_numbers
 
     box_ijk = parse_box("--box-ijk", args.box_ijk) if args.box_ijk else None
     box_lps = parse_box("--box-lps", args.box_lps) if args.box_lps else None
+    recist_values = {name: parse_numbers(f"--{name.replace('_', '-')}", getattr(args, name))
+                     for name in ("recist_ijk", "recist_lps") if getattr(args, name)}
     outputs = {name: getattr(args, name) for name in ("sr", "json", "md") if getattr(args, name)}
     for name, path in outputs.items():  # fail before the expensive work, not after it
         check_writable(path, f"--{name}", args.overwrite)
     volume = read_volume(args.volume, series_uid=args.series_uid)
     annotator = Annotator(args.model, args.index, device=args.device, threshold_offset=args.threshold_offset,
                           top_k=args.top_k)
-    result = annotator.annotate(volume, box_ijk=box_ijk, box_lps=box_lps)
+    result = annotator.annotate(volume, box_ijk=box_ijk, box_lps=box_lps,
+                                recist=recist_argument(volume, recist_values))
     print(format_result(result))
     written = write_reports([result], volume, outputs, overwrite=args.overwrite,
                             disclaimer=demo_disclaimer() if args.model is None else None)
@@ -60,6 +69,24 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"note: {non_dicom_warning(volume)}", file=sys.stderr)
     return 0
+
+
+def recist_argument(volume, values: dict):
+    """The ``Recist`` of ``--recist-ijk`` / ``--recist-lps`` (None when neither was given)."""
+    from ..imaging.recist import recist_from_lps, recist_from_values
+
+    if "recist_ijk" in values:
+        return recist_from_values("--recist-ijk", values["recist_ijk"])
+    if "recist_lps" in values:
+        flat = values["recist_lps"]
+        if len(flat) not in (5, 9):
+            from ..errors import invalid
+
+            raise invalid("--recist-lps", "must be 5 or 9 numbers: x, y of 2 or 4 end points, then z", flat)
+        z = flat[-1]
+        points = [(flat[n], flat[n + 1], z) for n in range(0, len(flat) - 1, 2)]
+        return recist_from_lps("--recist-lps", volume, points)
+    return None
 
 
 def demo_disclaimer() -> str:

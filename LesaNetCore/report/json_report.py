@@ -16,7 +16,8 @@ Schema (format ``"lesanet-annotation-report"``, version 1)::
             "box_ijk": [120, 88, 161, 130],         # i1, j1, i2, j2; voxel indices, corners inclusive
             "center_lps": [x, y, z],                # mm
             "box_lps": [x1, y1, x2, y2, z] | null,  # mm
-            "source_file": "/dicom/IM41.dcm" | null
+            "source_file": "/dicom/IM41.dcm" | null,
+            "recist_ij": [[i, j], ...] | null       # RECIST end points when the box came from a measurement
           },
           "labels": [                               # every label of the model, in the model's order
             {"term": "liver", "class": "bodypart", "score": 0.93, "threshold": 0.5,
@@ -144,6 +145,7 @@ def _lesion_to_dict(result: AnnotationResult, include_images: bool) -> dict[str,
             "center_lps": list(loc.center_lps),
             "box_lps": None if loc.box_lps is None else list(loc.box_lps),
             "source_file": loc.source_file,
+            "recist_ij": None if loc.recist_ij is None else [list(p) for p in loc.recist_ij],
         },
         "labels": [
             {"term": x.term, "class": x.label_class, "score": x.score, "threshold": x.threshold,
@@ -174,6 +176,8 @@ def _lesion_from_dict(d: dict[str, Any]) -> AnnotationResult:
         center_lps=_tuple(loc["center_lps"], 3, "location.center_lps"),
         box_lps=None if loc.get("box_lps") is None else _tuple(loc["box_lps"], 5, "location.box_lps"),
         source_file=loc.get("source_file"),
+        recist_ij=None if not loc.get("recist_ij") else tuple(
+            _tuple(p, 2, "location.recist_ij[]") for p in loc["recist_ij"]),
     )
     labels = tuple(
         LabelScore(term=x["term"], label_class=x["class"], score=x["score"], threshold=x["threshold"],

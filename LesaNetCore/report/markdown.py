@@ -93,7 +93,10 @@ def _lesion_section(result: AnnotationResult, number: int, max_similar: int) -> 
     i1, j1, i2, j2 = loc.box_ijk
     lines = [f"## Lesion {number}: {_inline(result.top_finding())}", ""]
     lines.append(f"- Key slice {loc.key_slice}, box ({_num(i1)}, {_num(j1)})–({_num(i2)}, {_num(j2)}) voxels "
-                 f"(I, J; corners inclusive)")
+                 f"(I, J; corners inclusive; from: {loc.input_description()})")
+    if loc.recist_ij:
+        points = "; ".join(f"({_num(i)}, {_num(j)})" for i, j in loc.recist_ij)
+        lines.append(f"- RECIST end points (I, J): {points}")
     lines.append("- Centre (LPS): " + ", ".join(f"{v:.1f}" for v in loc.center_lps) + " mm")
     if loc.source_file:
         lines.append(f"- Source image: `{loc.source_file}`")
