@@ -172,7 +172,8 @@ class Annotator:
         if recist is not None:
             if box_ijk is not None or box_lps is not None:
                 raise LesaNetError("recist/box_ijk/box_lps: exactly one must be given, but got recist and a box")
-            result = self.annotate_many(volume, boxes_ijk=[recist.box_ijk()], exclude_patient=exclude_patient)[0]
+            box = recist.box_ijk(size_ijk=volume.size_ijk)
+            result = self.annotate_many(volume, boxes_ijk=[box], exclude_patient=exclude_patient)[0]
             return replace(result, location=replace(result.location, recist_ij=tuple(recist.points_ij)))
         return self.annotate_many(volume, boxes_ijk=None if box_ijk is None else [box_ijk],
                                   boxes_lps=None if box_lps is None else [box_lps],

@@ -48,10 +48,17 @@ class Recist:
         (a, b) = self.points_ij[2:4]
         return float(np.hypot(b[0] - a[0], b[1] - a[1]))
 
-    def box_ijk(self, padding: float = RECIST_PADDING_PX) -> tuple[float, float, float, float, float]:
-        """(i1, j1, i2, j2, k): the tight box around the end points, ``padding`` pixels wider on each side."""
+    def box_ijk(self, padding: float = RECIST_PADDING_PX,
+                size_ijk: tuple[int, int, int] | None = None) -> tuple[float, float, float, float, float]:
+        """(i1, j1, i2, j2, k): the tight box around the end points, ``padding`` pixels wider on each side.
+
+        With ``size_ijk`` the padded box is clipped to the volume's columns and rows (a lesion at the border).
+        """
         points = np.asarray(self.points_ij, dtype=np.float64)
         low, high = points.min(axis=0) - padding, points.max(axis=0) + padding
+        if size_ijk is not None:
+            limits = np.asarray(size_ijk[:2], dtype=np.float64) - 1
+            low, high = np.clip(low, 0, limits), np.clip(high, 0, limits)
         return (float(low[0]), float(low[1]), float(high[0]), float(high[1]), float(self.key_slice))
 
 
