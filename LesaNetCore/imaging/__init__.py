@@ -2,7 +2,9 @@
 
 Modules:
     volume: ``Volume`` (float32 HU voxels with LPS geometry; exact IJK <-> LPS, RAS helpers).
-    readers: ``read_volume`` for NIfTI / NRRD / MetaImage files and DICOM series folders (SimpleITK).
+    readers: ``read_volume`` for NIfTI / NRRD / MetaImage files (SimpleITK) and DICOM (dicom_volume).
+    dicom_files, dicom_series, dicom_frames, dicom_geometry, dicom_volume: DICOM as archives write it -- file
+        discovery and DICOMDIR, the series choice rule, frames and HU, the slice grid, ``DicomVolume``.
     patch: ``extract_patch`` and ``patch_from_slices`` (LesaNet preprocessing), ``normalize_patch``.
     deeplesion: ``read_dl_info``, ``read_png_slice``, ``load_lesion_patch`` for DeepLesion's layout.
 

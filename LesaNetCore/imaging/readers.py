@@ -1,12 +1,14 @@
-"""Reading CT volumes from files: NIfTI, NRRD, MetaImage and DICOM series folders, all through SimpleITK.
+"""Reading CT volumes: NIfTI, NRRD and MetaImage files through SimpleITK; DICOM through :mod:`.dicom_volume`.
 
-SimpleITK (GDCM underneath) applies DICOM rescale slope/intercept and decodes compressed transfer syntaxes such
-as JPEG 2000, so the result is HU whatever the encoding. Each failure names the file and the reason.
+DICOM goes through pydicom with LesaNetCore's own rules (series choice, slice order, spacing, tilt, multi-frame,
+rescale, padding; see :mod:`.dicom_volume`), because SimpleITK's series reader decides those silently. Each
+failure names the file and the reason.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,37 +20,62 @@ from .volume import Volume, require_3d
 # stays below it is empty air or not in HU.
 _MIN_MAX_HU = -500.0
 _IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-# Relative tolerance on the gap between DICOM slices before a series counts as unevenly spaced.
-_GAP_TOLERANCE = 0.05
+
+VolumeSource = str | os.PathLike | Sequence[str | os.PathLike]
 
 
-def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volume:
-    """Reads a CT volume in HU from an image file or a DICOM series folder.
+def read_volume(path: VolumeSource, series_uid: str | None = None, allow_non_ct: bool = False) -> Volume:
+    """Reads a CT volume in HU from an image file, a DICOM folder, a DICOMDIR, or DICOM files.
 
     Args:
-        path: a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file, or a folder of
-            DICOM files.
-        series_uid: for a folder holding several series, the SeriesInstanceUID to read; by default the series
-            with the most files is read.
+        path: a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file; a folder of DICOM
+            files (walked recursively, or read through its DICOMDIR); a DICOMDIR; one DICOM file (a single slice or
+            a multi-frame image); or a list of DICOM files.
+        series_uid: for DICOM holding several series, the SeriesInstanceUID to read; by default the series chosen
+            by the rule of :mod:`.dicom_series` (axial CT, ORIGINAL, most images, not a localizer).
+        allow_non_ct: read a DICOM series of another modality (MR, PET ...) too.
+
+    Returns:
+        A :class:`Volume`; for DICOM a :class:`~.dicom_volume.DicomVolume` that also knows each slice's source.
+        A single DICOM slice gives a one-slice volume (LesaNet repeats it for its missing neighbours).
 
     Raises:
-        LesaNetError: the path is missing or unreadable, the image is 2D or multi-component, its spacing is zero,
-            a voxel is not finite, or the values do not look like CT HU (see :func:`check_ct_like`).
+        LesaNetError: the path is missing or unreadable, the image is 2D (other than one DICOM slice) or
+            multi-component, its spacing is zero, a voxel is not finite, or the values do not look like CT HU (see
+            :func:`check_ct_like`), or a DICOM rule refuses the series.
     """
+    if not isinstance(path, str | os.PathLike):
+        return _read_dicom(list(path), series_uid, allow_non_ct)
     path = Path(path)
     if not path.exists():
-        raise LesaNetError(f"volume: must be an existing image file or DICOM folder, but got {str(path)!r}")
-    if path.is_dir():
-        volume, pixel_type = _read_dicom_folder(path, series_uid)
-    else:
-        if series_uid is not None:
-            raise LesaNetError(
-                f"series_uid: applies only to a DICOM folder, but got {series_uid!r} for file {str(path)!r}"
-            )
-        volume, pixel_type = _read_file(path)
+        raise LesaNetError(f"volume: must be an existing image file, DICOM folder or DICOM file, but got "
+                           f"{str(path)!r}")
+    if path.is_dir() or not path.name.lower().endswith(_IMAGE_SUFFIXES) and _is_dicom(path):
+        return _read_dicom(path, series_uid, allow_non_ct)
+    if series_uid is not None:
+        raise LesaNetError(f"series_uid: applies only to DICOM input, but got {series_uid!r} for file {str(path)!r}")
+    volume, pixel_type = _read_file(path)
     require_3d(volume)
     check_ct_like(volume.voxels, volume.source, pixel_type)
     return volume
+
+
+def _read_dicom(source, series_uid: str | None, allow_non_ct: bool) -> Volume:
+    from .dicom_volume import read_dicom
+
+    volume = read_dicom(source, series_uid=series_uid, allow_non_ct=allow_non_ct)
+    if volume.dicom is None or not allow_non_ct or volume.dicom.header.get("Modality", "CT") == "CT":
+        check_ct_like(volume.voxels, volume.source)
+    return volume
+
+
+def _is_dicom(path: Path) -> bool:
+    from .dicom_files import read_header
+
+    try:
+        return path.name.upper() == "DICOMDIR" or read_header(path) is not None
+    except LesaNetError:
+        return False
 
 
 def check_ct_like(voxels: np.ndarray, source: str = "volume", pixel_type: str = "") -> None:
@@ -91,14 +118,11 @@ def _read_file(path: Path) -> tuple[Volume, str]:
         components = reader.GetNumberOfComponents()
     except RuntimeError as err:
         raise LesaNetError(
-            f"{path}: cannot be read as an image (supported: {', '.join(_IMAGE_SUFFIXES)} or a DICOM folder): "
+            f"{path}: cannot be read as an image (supported: {', '.join(_IMAGE_SUFFIXES)}, DICOM files or a DICOM folder): "
             f"{_first_line(err)}"
         ) from err
     if dimension != 3 or (dimension == 3 and 1 in size):
-        hint = " (for DICOM, pass the folder of the series)" if path.suffix.lower() == ".dcm" else ""
-        raise LesaNetError(
-            f"{path}: must be a 3D volume{hint}, but got a {dimension}D image of size {tuple(size)}"
-        )
+        raise LesaNetError(f"{path}: must be a 3D volume, but got a {dimension}D image of size {tuple(size)}")
     if components != 1:
         raise LesaNetError(f"{path}: must hold one value per voxel (greyscale CT), but got {components} components")
     if not all(np.isfinite(s) and s > 0 for s in spacing):
@@ -108,72 +132,6 @@ def _read_file(path: Path) -> tuple[Volume, str]:
     except RuntimeError as err:
         raise LesaNetError(f"{path}: cannot be read as an image: {_first_line(err)}") from err
     return Volume.from_sitk(image, str(path)), pixel_type
-
-
-def _read_dicom_folder(folder: Path, series_uid: str | None) -> tuple[Volume, str]:
-    import SimpleITK as sitk
-
-    uids = sorted(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
-    if not uids:
-        raise LesaNetError(f"{folder}: a folder must hold a DICOM image series, but got none")
-    files_by_uid = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid) for uid in uids}
-    if series_uid is None:
-        # Largest series first; ties by UID so the choice is reproducible.
-        uid = max(uids, key=lambda u: (len(files_by_uid[u]), u))
-    elif series_uid in files_by_uid:
-        uid = series_uid
-    else:
-        available = ", ".join(f"{u} ({len(files_by_uid[u])} files)" for u in uids)
-        raise LesaNetError(
-            f"series_uid: must be one of the series in {str(folder)!r}: {available}, but got {series_uid!r}"
-        )
-    files = tuple(files_by_uid[uid])
-    if len(files) < 2:
-        raise LesaNetError(
-            f"{folder}: series {uid} must have at least 2 slices to form a 3D volume, but got {len(files)} file"
-        )
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(list(files))
-    reader.MetaDataDictionaryArrayUpdateOn()
-    try:
-        image = reader.Execute()
-    except RuntimeError as err:
-        raise LesaNetError(f"{folder}: series {uid} cannot be read: {_first_line(err)}") from err
-    _check_slice_positions(reader, image, folder, uid, len(files))
-    volume = Volume.from_sitk(image, f"{folder} (series {uid})", files)
-    return volume, sitk.GetPixelIDValueAsString(image.GetPixelID())
-
-
-def _check_slice_positions(reader, image, folder: Path, uid: str, count: int) -> None:
-    """Rejects series without positions, with duplicate positions or with missing slices (uneven gaps)."""
-    positions = []
-    for index in range(count):
-        if not reader.HasMetaDataKey(index, "0020|0032"):
-            raise LesaNetError(
-                f"{reader.GetFileNames()[index]}: must have ImagePositionPatient (0020,0032) to place the slice "
-                "in 3D (missing spacing), but got none"
-            )
-        text = reader.GetMetaData(index, "0020|0032")
-        try:
-            positions.append([float(v) for v in text.replace(",", "\\").split("\\") if v.strip()])
-        except ValueError as err:
-            raise LesaNetError(
-                f"{reader.GetFileNames()[index]}: ImagePositionPatient must be three numbers, but got {text!r}"
-            ) from err
-    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
-    heights = np.asarray(positions, dtype=float) @ normal
-    gaps = np.diff(heights)
-    if np.any(np.abs(gaps) < 1e-4):
-        raise LesaNetError(
-            f"{folder}: series {uid} slices must have distinct positions (zero slice spacing), but got "
-            f"duplicate positions at heights {heights.round(3).tolist()}"
-        )
-    mean_gap = float(np.mean(np.abs(gaps)))
-    if np.max(np.abs(np.abs(gaps) - mean_gap)) > _GAP_TOLERANCE * mean_gap + 1e-3:
-        raise LesaNetError(
-            f"{folder}: series {uid} slices must be evenly spaced (a gap means missing slices), but got gaps "
-            f"{sorted(set(np.abs(gaps).round(3).tolist()))} mm"
-        )
 
 
 def _first_line(err: Exception) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pydicom
 import pytest
@@ -120,27 +122,43 @@ def test_folder_with_two_series_reads_the_largest_or_the_named_one(tmp_path):
     chosen = read_volume(tmp_path / "both", series_uid=small_uid)
     np.testing.assert_array_equal(chosen.voxels, small.astype(np.float32))
     assert chosen.spacing[2] == pytest.approx(5.0)
-    with pytest.raises(LesaNetError, match="series_uid") as info:
+    with pytest.raises(LesaNetError, match=r"series_uid \(--series\)") as info:
         read_volume(tmp_path / "both", series_uid="1.2.3.4")
     assert big_uid in str(info.value) and small_uid in str(info.value) and "1.2.3.4" in str(info.value)
 
 
-def test_dicom_series_with_a_missing_slice_is_rejected(tmp_path):
+def test_dicom_series_with_a_missing_slice_is_resampled(tmp_path, caplog):
     positions = [0.0, 2.5, 5.0, 10.0, 12.5]
-    _write_series(tmp_path / "gap", _ct_array(shape=(5, 8, 8)), positions=positions)
-    with pytest.raises(LesaNetError, match="evenly spaced"):
-        read_volume(tmp_path / "gap")
+    hu = _ct_array(shape=(5, 8, 8))
+    _write_series(tmp_path / "gap", hu, positions=positions)
+    with caplog.at_level(logging.WARNING, logger="LesaNetCore.imaging.dicom"):
+        volume = read_volume(tmp_path / "gap")
+    assert volume.voxels.shape == (6, 8, 8) and volume.spacing[2] == pytest.approx(2.5)
+    np.testing.assert_array_equal(volume.voxels[[0, 1, 2, 4, 5]], hu.astype(np.float32))
+    np.testing.assert_allclose(volume.voxels[3], (hu[2] + hu[3]) / 2.0, atol=1e-3)  # the missing slice, halfway
+    assert volume.dicom.slices[3] is None and volume.slice_files is None
+    assert any("resampled onto a uniform grid" in r.message for r in caplog.records)
 
 
-def test_single_dicom_slice_is_2d(tmp_path):
-    _write_series(tmp_path / "one", _ct_array(shape=(1, 8, 8)))
-    with pytest.raises(LesaNetError, match="at least 2 slices"):
-        read_volume(tmp_path / "one")
+def test_dicom_series_with_a_block_missing_is_rejected(tmp_path):
+    _write_series(tmp_path / "hole", _ct_array(shape=(4, 8, 8)), positions=[0.0, 2.5, 15.0, 17.5])
+    with pytest.raises(LesaNetError, match="at most 3 times the median spacing"):
+        read_volume(tmp_path / "hole")
+
+
+def test_single_dicom_slice_is_a_one_slice_volume(tmp_path, caplog):
+    hu = _ct_array(shape=(1, 8, 8))
+    _write_series(tmp_path / "one", hu)
+    with caplog.at_level(logging.WARNING, logger="LesaNetCore.imaging.dicom"):
+        volume = read_volume(next((tmp_path / "one").iterdir()))
+    assert volume.voxels.shape == (1, 8, 8) and volume.spacing[2] == pytest.approx(2.5)  # Slice Thickness
+    np.testing.assert_array_equal(volume.voxels[0], hu[0])
+    assert any("a single slice" in r.message for r in caplog.records)
 
 
 def test_folder_without_dicom(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(LesaNetError, match="DICOM image series"):
+    with pytest.raises(LesaNetError, match="must hold DICOM image files"):
         read_volume(tmp_path)
 
 
@@ -212,7 +230,7 @@ def test_non_ct_values_are_rejected(tmp_path):
     check_ct_like(_ct_array().astype(np.float32), "ct.nii")
 
 
-def test_series_uid_on_a_file_is_an_error(tmp_path):
+def test_series_uid_on_an_image_file_is_an_error(tmp_path):
     path = tmp_path / "ct.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(_ct_array()), str(path))
     assert isinstance(read_volume(path), Volume)

@@ -59,7 +59,7 @@ def write_ct_series(folder: Path) -> list[str]:
         ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = ROWS, COLS, 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.KVP, ds.AcquisitionNumber = 0, 1, 120, 1
-        ds.PixelData = np.arange(ROWS * COLS, dtype=np.int16).tobytes()
+        ds.PixelData = (np.arange(ROWS * COLS, dtype=np.int16) * 4 - 1000).tobytes()  # air to soft tissue, in HU
         path = folder / f"ct_{k:03d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         files.append(str(path))
