@@ -7,9 +7,10 @@ Instance Number or Slice Location, which archives rewrite freely. The rules, eac
 * duplicates: two frames less than 0.01 mm apart are the same position; the first (by Instance Number, then
   file) is kept, and the caller checks the dropped one holds the same pixels (else the series is refused);
 * spacing: when every slice lies within 5 % of a spacing of a uniform grid through the first and last slice,
-  the frames are the grid's slices; otherwise the series is resampled onto a uniform grid at its median spacing,
-  each grid slice being a source frame (when one lies within 5 % of it) or linearly interpolated between its two
-  neighbours; a gap wider than 3 median spacings (more than two missing slices in a row) is refused;
+  the frames are the grid's slices; otherwise the series is resampled onto a uniform grid at its spacing (the most
+  common gap between slices), each grid slice being a source frame (when one lies within 5 % of it) or linearly
+  interpolated between its two neighbours; a gap wider than 3 spacings (more than two missing slices in a row) is
+  refused;
 * gantry tilt: slices whose positions advance along a line that is not the image normal keep their pixels and
   form a sheared grid (the K axis follows the line), so every slice stays its source image and LesaNet's patch
   is still resampled on axial planes; a tilt beyond 45 degrees, or positions that leave the line by more than
@@ -178,14 +179,14 @@ def _grid(h: np.ndarray, kept: list[int], frames, source: str) -> tuple[list[Gri
     if uniform.all():
         return [GridSlice(frame=n) for n in kept], step, None
     gaps = np.diff(h)
-    median = float(np.median(gaps))
+    nominal = _common_gap(gaps)
     widest = int(np.argmax(gaps))
-    if gaps[widest] > _MAX_GAP_RATIO * median + 1e-3:
+    if gaps[widest] > _MAX_GAP_RATIO * nominal + 1e-3:
         raise LesaNetError(
-            f"{source}: gaps between slices must be at most {_MAX_GAP_RATIO:g} times the median spacing "
-            f"({median:.3f} mm) to be filled by interpolation, but {frames[kept[widest]].describe()} and "
+            f"{source}: gaps between slices must be at most {_MAX_GAP_RATIO:g} times the series' spacing "
+            f"({nominal:.3f} mm) to be filled by interpolation, but {frames[kept[widest]].describe()} and "
             f"{frames[kept[widest + 1]].describe()} are {gaps[widest]:.3f} mm apart (a block of slices is missing)")
-    count = int(round(span / median)) + 1
+    count = int(round(span / nominal)) + 1
     step = span / (count - 1)
     slices, filled = [], []
     for k in range(count):
@@ -202,6 +203,21 @@ def _grid(h: np.ndarray, kept: list[int], frames, source: str) -> tuple[list[Gri
     return slices, step, (
         f"uneven slice spacing (gaps {distinct[:6]} mm): resampled onto a uniform grid of {count} slices at "
         f"{step:.3f} mm, {len(filled)} slice(s) interpolated between their neighbours (K = {filled[:10]})")
+
+
+def _common_gap(gaps: np.ndarray) -> float:
+    """The series' spacing: the most common gap (gaps within 5 % count as one), the smaller on a tie.
+
+    Example:
+        >>> _common_gap(np.array([2.5, 5.0]))  # one slice missing of three
+        2.5
+        >>> _common_gap(np.array([3.0, 3.0, 6.0, 3.0, 4.5, 4.5]))
+        3.0
+    """
+    same = np.abs(gaps[:, None] - gaps[None, :]) <= _ON_GRID_FRACTION * gaps[:, None]
+    counts = same.sum(axis=1)
+    best = min(range(len(gaps)), key=lambda n: (-counts[n], gaps[n]))
+    return float(np.mean(gaps[same[best]]))
 
 
 __all__ = ["GridSlice", "StackGeometry", "stack_frames"]
