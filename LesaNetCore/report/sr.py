@@ -16,9 +16,15 @@ read the annotation back with the standard's own meaning:
   names the added and removed terms; a ``observer`` name adds a person observer beside the device observer.
 
 Patient and study come from the source images (highdicom copies the patient and general study modules from the
-first one); the SR gets a new series; the referenced images are its evidence and its image library.
+first one); the SR gets a new series; the referenced images are its evidence and (single-frame ones) its image
+library. The source of each slice comes from :func:`~LesaNetCore.imaging.dicom_volume.dicom_source`: the SOP
+Class and Instance UIDs actually found (the file meta's where an anonymiser blanked the dataset's) and, for a
+multi-frame image, the referenced frame number. A key slice that the reader interpolated (a missing slice) lies
+on no image: that box is a SCOORD3D POLYGON in the series' own frame of reference, with the two neighbouring
+images as evidence, so the SR still belongs to the patient and study.
 
-When the volume did not come from DICOM (NIfTI, NRRD), there is no image to point at. The SR is still valid:
+When the volume did not come from DICOM (NIfTI, NRRD), or its files carry no SOP Instance UIDs at all, there is
+no image to point at. The SR is still valid:
 the box becomes a closed SCOORD3D POLYGON in LPS millimetres (POLYGON being the standard's closed planar
 shape in 3D) in a frame of reference whose UID is derived from the volume's source, and the patient and study
 are synthetic (Patient ID from the file name, name "Anonymous", study UID derived from the source so reports of
@@ -27,9 +33,11 @@ one volume share a study) with no evidence sequence. :func:`non_dicom_warning` s
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,15 +56,32 @@ _NIFTI_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def non_dicom_warning(volume: Any) -> str | None:
-    """The warning to show when ``volume`` has no DICOM source images, else None."""
+    """The warning to show when ``volume``'s SR cannot point at DICOM source images, else None.
+
+    That is a volume without DICOM files (NIfTI, NRRD), or a DICOM one whose files carry no SOP Instance UIDs
+    (blanked in the dataset and absent from the file meta) or no Study Instance UID.
+    """
+    source = str(getattr(volume, "source", "") or "<unnamed volume>")
+    dicom = getattr(volume, "dicom", None)
+    if dicom is not None:
+        if _usable(dicom):
+            return None
+        return (f"volume {source!r}: its DICOM files carry no SOP Instance UIDs or Study Instance UID (neither in the "
+                f"datasets nor in the file meta), so {_NO_SOURCE_TAIL}")
     if getattr(volume, "slice_files", None):
         return None
-    source = str(getattr(volume, "source", "") or "<unnamed volume>")
-    return (
-        f"volume {source!r} has no DICOM source images: the SR uses 3D coordinates (SCOORD3D, LPS mm) in a new "
-        "frame of reference and a synthetic anonymous patient and study; PACS cannot link it to the original "
-        "images. The JSON and Markdown reports are unaffected."
-    )
+    return f"volume {source!r} has no DICOM source images: {_NO_SOURCE_TAIL}"
+
+
+_NO_SOURCE_TAIL = ("the SR uses 3D coordinates (SCOORD3D, LPS mm) in a new frame of reference and a synthetic anonymous "
+                   "patient and study; PACS cannot link it to the original images. The JSON and Markdown reports are "
+                   "unaffected.")
+
+
+def _usable(dicom: Any) -> bool:
+    header = dicom.header
+    return bool(dicom.has_uids and str(header.get("StudyInstanceUID", "") or "").strip()
+                and str(header.get("SeriesInstanceUID", "") or "").strip())
 
 
 def write_dicom_sr(
@@ -101,14 +126,17 @@ def write_dicom_sr(
     import highdicom as hd
     from pydicom.uid import generate_uid
 
+    from ..imaging.dicom_volume import dicom_source
+
+    source = dicom_source(volume)
     warning = non_dicom_warning(volume)
+    if warning is None and source is not None and not _usable(source):
+        warning = f"volume {getattr(volume, 'source', '')!r}: its DICOM files carry no UIDs, so {_NO_SOURCE_TAIL}"
     if warning is None:
-        datasets, regions = _dicom_regions(results, volume)
-        evidence = list({ds.SOPInstanceUID: ds for ds in datasets}.values())
-        referenced_images = evidence
+        regions, evidence, referenced_images = _dicom_regions(results, volume, source)
     else:
         _LOG.warning(warning)
-        regions = _regions_3d(results, volume)
+        regions = _regions_3d(results, volume, _frame_of_reference_uid(volume))
         evidence = [_synthetic_evidence(volume)]
         referenced_images = None
 
@@ -145,17 +173,21 @@ def write_dicom_sr(
         imaging_measurements=groups,
         referenced_images=referenced_images,
     )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=evidence,
-        content=report,
-        series_instance_uid=hd.UID(),
-        series_number=int(series_number),
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=manufacturer[:64],
-        institution_name=institution_name,
-        is_complete=True,
-    )
+    with warnings.catch_warnings():
+        # The patient's name is copied from the source images as they are; archives often write an ID there,
+        # which highdicom warns about on every export although nothing can be fixed at this point.
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=evidence,
+            content=report,
+            series_instance_uid=hd.UID(),
+            series_number=int(series_number),
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer=manufacturer[:64],
+            institution_name=institution_name,
+            is_complete=True,
+        )
     sr.SeriesDescription = series_description[:64]
     if warning is not None:
         # The synthetic source instance does not exist; listing it as evidence would send PACS looking for it.
@@ -202,47 +234,62 @@ def _to_lps(volume: Any, points_ijk: np.ndarray) -> np.ndarray:
     return np.array([np.asarray(volume.ijk_to_lps(p), dtype=float).reshape(3) for p in points_ijk])
 
 
-def _slice_file(result: AnnotationResult, volume: Any, index: int) -> str:
-    files = volume.slice_files
-    key = int(result.location.key_slice)
-    if not 0 <= key < len(files):
-        raise invalid(f"results[{index}].location.key_slice", f"must index the volume's {len(files)} slice files",
-                      key)
-    return str(files[key])
-
-
-def _dicom_regions(results: list[AnnotationResult], volume: Any) -> tuple[list[Any], list[Any]]:
+def _dicom_regions(results: list[AnnotationResult], volume: Any, source: Any) -> tuple[list, list, list | None]:
+    """Per result its region on the key slice's source image (SCOORD), or in 3D in the series' frame of reference
+    (SCOORD3D) where the key slice was interpolated; the evidence and the image library datasets."""
     import highdicom as hd
-    import pydicom
 
-    datasets, regions, cache = [], [], {}
+    regions, used = [], {}
+    frame_uid = source.frame_of_reference_uid or _frame_of_reference_uid(volume)
     for index, result in enumerate(results):
-        name = _slice_file(result, volume, index)
-        if name not in cache:
-            try:
-                cache[name] = pydicom.dcmread(name, stop_before_pixels=True)
-            except (OSError, pydicom.errors.InvalidDicomError) as err:
-                raise invalid("volume.slice_files", f"must be readable DICOM files ({err})", name) from err
-        ds = cache[name]
-        graphic = _image_coordinates(_to_lps(volume, _corners_ijk(result, index)), ds, volume, name)
-        datasets.append(ds)
+        key = int(result.location.key_slice)
+        if not 0 <= key < len(source.slices):
+            raise invalid(f"results[{index}].location.key_slice",
+                          f"must index the volume's {len(source.slices)} slices", key)
+        ref = source.slices[key]
+        points = _to_lps(volume, _corners_ijk(result, index))
+        if ref is None:  # an interpolated slice: no image holds the box, its neighbours are the evidence
+            for neighbour in source.neighbours[key]:
+                used.setdefault((neighbour.sop_instance_uid, neighbour.frame_number), neighbour)
+            regions.append(_region_3d(points, frame_uid))
+            continue
+        used.setdefault((ref.sop_instance_uid, ref.frame_number), ref)
         regions.append(hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-            graphic_data=graphic,
-            source_image=hd.sr.SourceImageForRegion.from_source_image(ds),
+            graphic_data=_image_coordinates(points, ref, volume),
+            source_image=hd.sr.SourceImageForRegion(
+                referenced_sop_class_uid=ref.sop_class_uid,
+                referenced_sop_instance_uid=ref.sop_instance_uid,
+                referenced_frame_numbers=None if ref.frame_number is None else [ref.frame_number],
+            ),
         ))
-    return datasets, regions
+    evidence = list({ref.sop_instance_uid: _evidence(source.header, ref) for ref in used.values()}.values())
+    # The image library describes single-frame images by their own plane; a multi-frame one is left out of it.
+    library = [_evidence(source.header, ref) for ref in used.values()
+               if ref.frame_number is None and ref.thickness is not None]
+    return regions, evidence, library or None
 
 
-def _image_coordinates(points_lps: np.ndarray, ds: Any, volume: Any, name: str) -> np.ndarray:
-    """LPS points -> (column, row) DICOM image coordinates of ``ds``, checking they lie on its plane."""
-    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-        if keyword not in ds:
-            raise invalid("volume.slice_files", f"must be images with {keyword} (a cross-sectional image)", name)
-    origin = np.array(ds.ImagePositionPatient, dtype=float)
-    orientation = np.array(ds.ImageOrientationPatient, dtype=float)
+def _evidence(header: Any, ref: Any) -> Any:
+    """The source image as highdicom's evidence and image library need it: study header plus its identity and plane."""
+    ds = copy.deepcopy(header)
+    ds.SOPClassUID, ds.SOPInstanceUID = ref.sop_class_uid, ref.sop_instance_uid
+    ds.Rows, ds.Columns = ref.rows, ref.columns
+    ds.ImagePositionPatient = [float(v) for v in ref.position]
+    ds.ImageOrientationPatient = [float(v) for v in ref.orientation]
+    ds.PixelSpacing = [float(v) for v in ref.pixel_spacing]
+    if ref.thickness is not None:
+        ds.SliceThickness = float(ref.thickness)
+    return ds
+
+
+def _image_coordinates(points_lps: np.ndarray, ref: Any, volume: Any) -> np.ndarray:
+    """LPS points -> (column, row) DICOM image coordinates of the source frame ``ref``, checking they lie on its
+    plane."""
+    origin = np.array(ref.position, dtype=float)
+    orientation = np.array(ref.orientation, dtype=float)
     along_row, along_column = orientation[:3], orientation[3:]
-    row_spacing, column_spacing = (float(v) for v in ds.PixelSpacing)
+    row_spacing, column_spacing = (float(v) for v in ref.pixel_spacing)
     normal = np.cross(along_row, along_column)
     offset = points_lps - origin
     distance = float(np.max(np.abs(offset @ normal)))
@@ -252,7 +299,7 @@ def _image_coordinates(points_lps: np.ndarray, ds: Any, volume: Any, name: str) 
             "volume.slice_files",
             f"the key slice's file must contain the box's plane (box is {distance:.3f} mm off the image plane, "
             f"allowed {tolerance:.3f})",
-            name,
+            ref.describe(),
         )
     # Pixel centre (c, r) sits at origin + c*dc*row_dir + r*dr*col_dir and at image coordinate (c+.5, r+.5).
     columns = offset @ along_row / column_spacing + 0.5
@@ -260,19 +307,20 @@ def _image_coordinates(points_lps: np.ndarray, ds: Any, volume: Any, name: str) 
     return np.round(np.stack([columns, rows], axis=1), 6).astype(np.float32)
 
 
-def _regions_3d(results: list[AnnotationResult], volume: Any) -> list[Any]:
+def _regions_3d(results: list[AnnotationResult], volume: Any, frame_uid: str) -> list[Any]:
+    return [_region_3d(_to_lps(volume, _corners_ijk(result, index)), frame_uid)
+            for index, result in enumerate(results)]
+
+
+def _region_3d(points_lps: np.ndarray, frame_uid: str) -> Any:
     import highdicom as hd
 
-    frame = _frame_of_reference_uid(volume)
-    return [
-        hd.sr.ImageRegion3D(
-            graphic_type=hd.sr.GraphicTypeValues3D.POLYGON,
-            # float64: highdicom checks co-planarity to 1e-5 mm, which float32 rounding of ~250 mm can exceed.
-            graphic_data=np.round(_to_lps(volume, _corners_ijk(result, index)), 6),
-            frame_of_reference_uid=frame,
-        )
-        for index, result in enumerate(results)
-    ]
+    return hd.sr.ImageRegion3D(
+        graphic_type=hd.sr.GraphicTypeValues3D.POLYGON,
+        # float64: highdicom checks co-planarity to 1e-5 mm, which float32 rounding of ~250 mm can exceed.
+        graphic_data=np.round(points_lps, 6),
+        frame_of_reference_uid=frame_uid,
+    )
 
 
 def _frame_of_reference_uid(volume: Any) -> str:

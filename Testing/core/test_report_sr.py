@@ -307,3 +307,53 @@ def test_series_read_by_the_project_reader(series, tmp_path):
     group = read_dicom_sr(write_dicom_sr([make_result()], tmp_path / "v.dcm", volume=volume))[0]
     assert group["graphic_data"] == [[3, 4], [10, 4], [10, 12], [3, 12], [3, 4]]
     assert group["source_image_uid"] == pydicom.dcmread(series[2]).SOPInstanceUID
+
+
+def test_blanked_sop_uids_are_taken_from_the_file_meta(series, tmp_path):
+    """An anonymiser's series: SOP Class / Instance UID empty in the datasets, present in the file meta."""
+    for name in series:
+        ds = pydicom.dcmread(name)
+        ds.SOPClassUID, ds.SOPInstanceUID = "", ""
+        ds.save_as(name, enforce_file_format=False)
+    meta_uid = pydicom.dcmread(series[2]).file_meta.MediaStorageSOPInstanceUID
+    out = write_dicom_sr([make_result()], tmp_path / "b.dcm", volume=FakeVolume(series))
+    group = read_dicom_sr(out)[0]
+    assert group["coordinates"] == "image" and group["source_image_uid"] == meta_uid
+    assert _dciodvfy_errors(out) == []
+
+
+def test_interpolated_key_slice_is_placed_in_the_series_frame_of_reference(series, tmp_path):
+    """A missing slice read back as an interpolated one has no image: the box goes in 3D, in the series' frame of
+    reference, with the real patient and study and the two neighbours as evidence."""
+    from LesaNetCore.imaging.readers import read_volume
+
+    Path(series[2]).unlink()
+    volume = read_volume(Path(series[0]).parent)
+    assert volume.dicom.slices[2] is None
+    out = write_dicom_sr([make_result(key_slice=2), make_result(key_slice=1)], tmp_path / "i.dcm", volume=volume)
+    interpolated, on_image = read_dicom_sr(out)
+    source = pydicom.dcmread(series[1])
+    assert interpolated["coordinates"] == "3d" and interpolated["frame_of_reference_uid"] == source.FrameOfReferenceUID
+    assert np.allclose(np.asarray(interpolated["graphic_data"])[:, 2], ORIGIN[2] + 2 * THICKNESS)
+    assert on_image["coordinates"] == "image" and on_image["source_image_uid"] == source.SOPInstanceUID
+    sr = pydicom.dcmread(out)
+    assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.PatientID == source.PatientID
+    evidence = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
+                for r in s.ReferencedSeriesSequence for i in r.ReferencedSOPSequence}
+    assert evidence == {pydicom.dcmread(series[k]).SOPInstanceUID for k in (1, 3)}
+    assert _dciodvfy_errors(out) == []
+
+
+def test_files_without_any_sop_uid_fall_back_to_3d_with_the_warning(series, tmp_path, caplog):
+    for name in series:
+        ds = pydicom.dcmread(name)
+        ds.SOPClassUID, ds.SOPInstanceUID = "", ""
+        del ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+        ds.save_as(name, enforce_file_format=False)
+    from LesaNetCore.imaging.readers import read_volume
+
+    volume = read_volume(Path(series[0]).parent)
+    assert "no SOP Instance UIDs" in non_dicom_warning(volume)
+    with caplog.at_level(logging.WARNING, logger="LesaNetCore.report.sr"):
+        group = read_dicom_sr(write_dicom_sr([make_result()], tmp_path / "n.dcm", volume=volume))[0]
+    assert group["coordinates"] == "3d" and any("no SOP Instance UIDs" in r.message for r in caplog.records)
