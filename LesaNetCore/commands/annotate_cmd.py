@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import add_dicom_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -14,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "indices as stored (I = column, J = row, K = slice), corners inclusive; --box-lps are LPS millimetres "
         "(x1, y1, x2, y2 on the axial plane at height z).",
     )
-    parser.add_argument("volume", help="NIfTI / NRRD / MHA file or DICOM series folder")
+    parser.add_argument("volume", nargs="+", help="NIfTI / NRRD / MHA file, DICOM folder, DICOMDIR, or DICOM "
+                        "file(s)")
     box = parser.add_mutually_exclusive_group(required=True)
     box.add_argument("--box-ijk", metavar="I1,J1,I2,J2,K")
     box.add_argument("--box-lps", metavar="X1,Y1,X2,Y2,Z")
@@ -27,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", metavar="CKPT", help="checkpoint (default: the shipped demo model)")
     parser.add_argument("--index", metavar="DIR", help="reference index folder (default: the demo index with "
                         "the demo model, none otherwise)")
-    parser.add_argument("--series-uid", help="SeriesInstanceUID to read from a folder holding several series")
+    add_dicom_arguments(parser)
     parser.add_argument("--sr", metavar="OUT.dcm", help="write a DICOM SR (TID 1500)")
     parser.add_argument("--json", metavar="OUT.json", help="write the JSON report")
     parser.add_argument("--md", metavar="OUT.md", help="write the Markdown report")
@@ -39,13 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from ..annotate import Annotator
     from ..console import format_result
     from ..fileio import check_writable
     from ..imaging import read_volume
-    from ._args import parse_box, parse_numbers
+    from ._args import check_checkpoint_file, parse_box, parse_numbers, volume_source
 
     box_ijk = parse_box("--box-ijk", args.box_ijk) if args.box_ijk else None
     box_lps = parse_box("--box-lps", args.box_lps) if args.box_lps else None
@@ -54,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     outputs = {name: getattr(args, name) for name in ("sr", "json", "md") if getattr(args, name)}
     for name, path in outputs.items():  # fail before the expensive work, not after it
         check_writable(path, f"--{name}", args.overwrite)
-    volume = read_volume(args.volume, series_uid=args.series_uid)
+    if args.model is not None:
+        check_checkpoint_file(args.model, "--model")
+    volume = read_volume(volume_source(args.volume), series_uid=args.series_uid, allow_non_ct=args.allow_non_ct)
     annotator = Annotator(args.model, args.index, device=args.device, threshold_offset=args.threshold_offset,
                           top_k=args.top_k)
     result = annotator.annotate(volume, box_ijk=box_ijk, box_lps=box_lps,
@@ -64,10 +67,6 @@ def run(args: argparse.Namespace) -> int:
                             disclaimer=demo_disclaimer() if args.model is None else None)
     for path in written:
         print(f"wrote {path}")
-    if "sr" in outputs and not volume.slice_files:
-        from ..report import non_dicom_warning
-
-        print(f"note: {non_dicom_warning(volume)}", file=sys.stderr)
     return 0
 
 
@@ -94,14 +93,33 @@ def demo_disclaimer() -> str:
 
 
 def write_reports(results, volume, outputs: dict, *, overwrite: bool, disclaimer: str | None) -> list[str]:
-    """Writes the SR / JSON / Markdown named in ``outputs`` (keys ``sr``, ``json``, ``md``)."""
+    """Writes the SR / JSON / Markdown named in ``outputs`` (keys ``sr``, ``json``, ``md``): all of them or none.
+
+    Each report is written to a hidden file beside its target first; only when every one is complete are they
+    renamed into place, so a failure in the last (say the SR) leaves no JSON or Markdown of a half-finished run.
+    """
+    import os
+    from pathlib import Path
+
+    from ..fileio import check_writable
     from ..report import write_dicom_sr, write_json_report, write_markdown_report
 
-    written = []
-    if outputs.get("json"):
-        written.append(str(write_json_report(results, outputs["json"], overwrite=overwrite)))
-    if outputs.get("md"):
-        written.append(str(write_markdown_report(results, outputs["md"], overwrite=overwrite, disclaimer=disclaimer)))
-    if outputs.get("sr"):
-        written.append(str(write_dicom_sr(results, outputs["sr"], volume=volume, overwrite=overwrite)))
-    return written
+    writers = {
+        "json": lambda path: write_json_report(results, path),
+        "md": lambda path: write_markdown_report(results, path, disclaimer=disclaimer),
+        "sr": lambda path: write_dicom_sr(results, path, volume=volume),
+    }
+    staged: list[tuple[str, Path, Path]] = []
+    try:
+        for name in ("json", "md", "sr"):
+            if outputs.get(name):
+                target = check_writable(outputs[name], f"--{name}", overwrite)
+                staged.append((name, target.with_name(f".{target.name}.{os.getpid()}.staged"), target))
+                writers[name](staged[-1][1])
+        for name, temporary, target in staged:
+            check_writable(target, f"--{name}", overwrite)  # a file that appeared meanwhile is still not clobbered
+            os.replace(temporary, target)
+    finally:
+        for _, temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+    return [str(target) for _, _, target in staged]

@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..pipeline.evaluate import evaluate, format_headline, grid_verdict
     from ..pipeline.prepare import TRUTH_FILE
+    from ._args import check_checkpoint_file
 
+    check_checkpoint_file(args.model, "--model")
     hand = args.hand_labeled
     if hand is None and (Path(args.data) / TRUTH_FILE).is_file():
         hand = Path(args.data) / TRUTH_FILE

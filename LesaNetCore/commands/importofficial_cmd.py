@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import LesaNetError
     from ..ontology import load_ontology, read_label_split
     from ..training.official import import_official
+    from ._args import check_checkpoint_file
 
+    check_checkpoint_file(args.ckpt, "CKPT")
     names = list(read_label_split(args.labels).term_list) if args.labels else None
     kwargs = dict(thresholds_xlsx=args.thresholds, label_names=names, overwrite=args.overwrite)
     if args.ontology:

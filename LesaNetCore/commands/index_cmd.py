@@ -46,7 +46,9 @@ def add_parser(subparsers) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from ..pipeline.index_build import build_reference_index
+    from ._args import check_checkpoint_file
 
+    check_checkpoint_file(args.model, "--model")
     index = build_reference_index(args.model, args.data, args.out, split=args.split, method=args.method,
                                   sentences=args.sentences, device=args.device, overwrite=args.overwrite,
                                   progress=not args.quiet)
@@ -77,8 +79,9 @@ def run_search(args: argparse.Namespace) -> int:
         raise invalid("--model", "is required to embed a box on a volume", args.model)
     from ..annotate import Annotator
     from ..imaging import read_volume
-    from ._args import parse_box
+    from ._args import check_checkpoint_file, parse_box
 
+    check_checkpoint_file(args.model, "--model")
     annotator = Annotator(args.model, args.index, device=args.device, top_k=args.k)
     volume = read_volume(args.volume)
     kwargs = {"box_ijk": parse_box("--box-ijk", args.box_ijk)} if args.box_ijk else \

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import add_dicom_arguments
+
 _PREVIEW_SCALE = 3
 
 
@@ -12,12 +14,12 @@ def add_parser(subparsers) -> None:
         "patch",
         help="cut the 3 x 120 x 120 LesaNet patch around a lesion box",
         description=(
-            "Reads a CT (NIfTI, NRRD, MHA or a DICOM series folder), resamples it to LesaNet's input: 1 mm "
+            "Reads a CT (NIfTI, NRRD, MHA, a DICOM folder, DICOMDIR or DICOM files), resamples it to LesaNet's input: 1 mm "
             "pixels, channels at -2, 0, +2 mm along z, window [-1024, 3071] HU -> 0..255, in DeepLesion's axial "
             "display orientation, and saves image, box and center_lps as .npz."
         ),
     )
-    parser.add_argument("volume", help="image file or DICOM series folder")
+    parser.add_argument("volume", nargs="+", help="image file, DICOM folder, DICOMDIR or DICOM file(s)")
     box = parser.add_mutually_exclusive_group(required=True)
     box.add_argument(
         "--box-ijk", metavar="I1,J1,I2,J2,K",
@@ -26,7 +28,7 @@ def add_parser(subparsers) -> None:
     box.add_argument("--box-lps", metavar="X1,Y1,X2,Y2,Z", help="LPS millimetres on the axial plane at height Z")
     parser.add_argument("--out", required=True, metavar="PATCH.npz", help="output .npz")
     parser.add_argument("--png", metavar="PREVIEW.png", help="also save the centre channel with the box drawn")
-    parser.add_argument("--series-uid", help="SeriesInstanceUID to read from a folder with several series")
+    add_dicom_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..fileio import atomic_path, check_writable
     from ..imaging.patch import extract_patch
     from ..imaging.readers import read_volume
-    from ._args import parse_box
+    from ._args import parse_box, volume_source
 
     check_writable(args.out, "--out", args.overwrite)
     if args.png:
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         box = {"box_ijk": parse_box("--box-ijk", args.box_ijk)}
     else:
         box = {"box_lps": parse_box("--box-lps", args.box_lps)}
-    volume = read_volume(args.volume, series_uid=args.series_uid)
+    volume = read_volume(volume_source(args.volume), series_uid=args.series_uid, allow_non_ct=args.allow_non_ct)
     patch = extract_patch(volume, **box)
     with atomic_path(args.out, "--out", args.overwrite) as tmp, tmp.open("wb") as handle:
         np.savez(

@@ -83,5 +83,5 @@ def test_exactly_one_box_option_is_required(tmp_path, ct_file):
 def test_unreadable_volume_is_reported(tmp_path, capsys):
     bad = tmp_path / "bad.nii.gz"
     bad.write_text("nope")
-    assert main(["patch", str(bad), "--box-ijk", "1,1,5,5,1", "--out", str(tmp_path / "p.npz")]) == 2
+    assert main(["patch", str(bad), "--box-ijk", "1,1,5,5,1", "--out", str(tmp_path / "p.npz")]) == 1
     assert "cannot be read" in capsys.readouterr().err
