@@ -7,11 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0; [ "${1:-}" = "--dev" ] && dev=1
 
-# System packages: WordNet for the offline NLTK lemmatiser (DESIGN.md, "Offline environment facts").
-if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null; then
+# System packages: WordNet for the offline NLTK lemmatiser (DESIGN.md, "Offline environment facts"); for the
+# tests, DCMTK (dcmcjpeg writes the JPEG variants of the DICOM corpus test, which skips them without it).
+debs=""
+[ -f /usr/share/wordnet/data.noun ] || debs="wordnet-base"
+[ "$dev" = 1 ] && ! command -v dcmcjpeg >/dev/null && debs="$debs dcmtk"
+if [ -n "$debs" ] && command -v apt-get >/dev/null; then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq wordnet-base >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $debs >/dev/null
 fi
 
 python=${PYTHON:-python3}
