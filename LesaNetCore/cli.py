@@ -177,12 +177,17 @@ def describe_input(args: argparse.Namespace) -> str:
     Example:
         >>> describe_input(argparse.Namespace(volume="ct/", model=None))
         "'ct/'"
+        >>> describe_input(argparse.Namespace(volume=["a.dcm", "b.dcm", "c.dcm"]))
+        "'a.dcm' and 2 more"
         >>> describe_input(argparse.Namespace(out="x"))
         'no input file'
     """
     for name in _INPUT_ARGUMENTS:
         value = getattr(args, name, None)
-        if value not in (None, "", []):
+        if isinstance(value, list | tuple):
+            if value:
+                return repr(str(value[0])) + (f" and {len(value) - 1} more" if len(value) > 1 else "")
+        elif value not in (None, ""):
             return repr(str(value))
     return "no input file"
 
