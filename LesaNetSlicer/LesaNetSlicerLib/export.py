@@ -1,8 +1,9 @@
 """Exports by file suffix (``.dcm`` SR, ``.json``, ``.md``), default folders, and the DICOM database.
 
-The formats themselves live in ``LesaNetCore.report``; this module only picks the writer, proposes where to
-write (next to the saved scene, else the home folder) and, for an SR of a DICOM-loaded volume, adds the new
-SR to Slicer's DICOM database so it shows up beside its images.
+The formats themselves live in ``LesaNetCore.report``; this module picks the format, writes JSON and Markdown
+(the SR is written by the worker process, which has highdicom), proposes where to write (next to the saved
+scene, else the home folder) and, for an SR of a DICOM-loaded volume, adds the new SR to Slicer's DICOM database
+so it shows up beside its images.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from LesaNetCore.errors import invalid
-from LesaNetCore.imaging import Volume
 from LesaNetCore.result import AnnotationResult
 
 SUFFIXES = {".dcm": "sr", ".json": "json", ".md": "markdown"}
@@ -27,12 +27,13 @@ def exportKind(path: str | os.PathLike) -> str:
     return SUFFIXES[suffix]
 
 
-def writeReport(results: list[AnnotationResult], path: str | os.PathLike, volume: Volume | None,
-                overwrite: bool = False) -> Path:
-    """Writes ``results`` to ``path`` in the format its suffix names.
+def writeReport(results: list[AnnotationResult], path: str | os.PathLike, overwrite: bool = False,
+                disclaimer: str | None = None) -> Path:
+    """Writes ``results`` as JSON or Markdown (by suffix), atomically.
 
     Raises:
-        LesaNetError: an unknown suffix, an SR without its volume, or an existing file without ``overwrite``.
+        LesaNetError: an unknown suffix or an SR path (the worker writes SRs), or an existing file without
+            ``overwrite``.
     """
     kind = exportKind(path)
     if kind == "json":
@@ -42,13 +43,8 @@ def writeReport(results: list[AnnotationResult], path: str | os.PathLike, volume
     if kind == "markdown":
         from LesaNetCore.report import write_markdown_report
 
-        return write_markdown_report(results, path, overwrite)
-    if volume is None:
-        raise invalid("volume", "must be the annotated volume to write an SR (its geometry and DICOM source)",
-                      None)
-    from LesaNetCore.report import write_dicom_sr
-
-    return write_dicom_sr(results, path, volume=volume, overwrite=overwrite)
+        return write_markdown_report(results, path, overwrite, disclaimer=disclaimer)
+    raise invalid("path", "must be a .json or .md file here (SRs are written by the worker)", str(path))
 
 
 def defaultFolder(scene: Any = None) -> Path:

@@ -52,11 +52,12 @@ class ResultsPanel:
         self._accepted: frozenset[str] = frozenset()
         self._checkBoxes: dict[str, object] = {}
         self._updating = False
+        self._inputDescription = ""
         layout = QtWidgets.QVBoxLayout(self.widget)
         layout.setContentsMargins(0, 0, 0, 0)
 
         status = QtWidgets.QHBoxLayout()
-        self.statusLabel = QtWidgets.QLabel("Draw a box around a lesion, then click Annotate.")
+        self.statusLabel = QtWidgets.QLabel("Draw a box or measure a lesion, then click Annotate.")
         self.statusLabel.setWordWrap(True)
         self.progressBar = QtWidgets.QProgressBar()
         self.progressBar.setRange(0, 0)
@@ -159,6 +160,22 @@ class ResultsPanel:
         self._rebuildGallery()
         self._setResultControlsEnabled(True)
 
+    def clear(self, message: str = "Draw a box or measure a lesion, then click Annotate.") -> None:
+        """No result to show (another lesion selected, a scene closed)."""
+        self._result = None
+        self._accepted = frozenset()
+        self._inputDescription = ""
+        self.headerLabel.setText("")
+        self.statusLabel.setText(message)
+        self._rebuildRows()
+        _clearLayout(self.galleryLayout)
+        self._refreshAddChoices()
+        self._setResultControlsEnabled(False)
+
+    def setInputDescription(self, text: str) -> None:
+        """Which input is being annotated ("box 'Lesion'", "RECIST long axis 'Long axis'")."""
+        self._inputDescription = text
+
     def setAcceptedTerms(self, accepted) -> None:
         """Replaces the accepted set (e.g. after an undo) without rebuilding the result."""
         self._accepted = frozenset(accepted)
@@ -171,7 +188,8 @@ class ResultsPanel:
             self.headerLabel.setText("")
             return
         timing = result.timings_ms.get("total")
-        parts = [f"<b>{result.top_finding()}</b>" + (" (edited)" if result.edited else "")]
+        parts = [f"<b>{result.top_finding()}</b>" + (" (edited)" if result.edited else ""),
+                 f"from {result.location.input_description()}"]
         if timing is not None:
             parts.append(f"{timing:.0f} ms")
         if result.model:

@@ -1,9 +1,10 @@
-"""Where LesaNetCore and the Slicer resources are, in an installed extension and in a source checkout.
+"""Where LesaNetCore is, in an installed extension and in a source checkout.
 
 Installed (built by CMake): ``qt-scripted-modules/`` holds ``LesaNetSlicer.py``, ``LesaNetSlicerLib/``,
-``LesaNetCore/`` and ``Resources/`` side by side, and Slicer puts that folder on ``sys.path``. Source checkout
-(the ``LesaNetSlicer`` folder added to Slicer's module paths): LesaNetCore and Resources sit one level up, in
-the repository root, which is therefore added to ``sys.path`` when LesaNetCore is not importable otherwise.
+``Resources/`` and ``LesaNetCore/`` side by side, and Slicer puts that folder on ``sys.path``. Source checkout
+(the ``LesaNetSlicer`` folder added to Slicer's module paths): LesaNetCore sits one level up, in the repository
+root, which is then added to ``sys.path``. The module's own ``Resources/`` are next to ``LesaNetSlicer.py`` in
+both layouts, where ``ScriptedLoadableModule`` looks for them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ MODULE_DIR = Path(__file__).resolve().parents[1]
 
 
 def candidateRoots() -> list[Path]:
-    """Folders that may hold ``LesaNetCore/`` and ``Resources/``: next to the module, then one level up."""
+    """Folders that may hold ``LesaNetCore/``: next to the module, then one level up."""
     return [MODULE_DIR, MODULE_DIR.parent]
 
 
@@ -36,16 +37,8 @@ def ensureCoreImportable() -> Path | None:
     return None
 
 
-def resourcePath(relative: str) -> Path:
-    """Path of a file under ``Resources/`` (installed layout first, then the source layout).
+def coreRoot() -> Path:
+    """The folder that holds the ``LesaNetCore`` package this process imports (for the worker's path)."""
+    import LesaNetCore
 
-    Raises:
-        FileNotFoundError: naming every place searched.
-    """
-    tried = []
-    for root in candidateRoots():
-        path = root / "Resources" / relative
-        if path.exists():
-            return path
-        tried.append(str(path))
-    raise FileNotFoundError(f"resource {relative!r}: must exist, but none of {tried} does")
+    return Path(LesaNetCore.__file__).resolve().parents[1]

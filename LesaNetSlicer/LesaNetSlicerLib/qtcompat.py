@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 
 def _pythonqt():
-    if os.environ.get("LESANET_QT_BINDING", "").lower() == "qt.py" or importlib.util.find_spec("qt") is None:
+    if os.environ.get("LESANET_QT_BINDING", "").lower() == "qt.py":
         return None
-    import qt  # PythonQt, only inside Slicer
-
+    qt = sys.modules.get("qt")  # PythonQt's, already imported inside Slicer (find_spec fails on a spec-less one)
+    if qt is None:
+        if importlib.util.find_spec("qt") is None:
+            return None
+        import qt
     if not hasattr(qt, "QWidget"):
         return None
     return qt

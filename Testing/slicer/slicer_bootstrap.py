@@ -168,11 +168,11 @@ def sharedFixtures() -> tuple:
 
     @pytest.fixture(scope="module", name="logic")
     def logicFixture(app, checkpoint):
-        from LesaNetSlicerLib.logic import AnnotationSettings, LesaNetSlicerLogic
+        from LesaNetSlicerLib.logic import AnnotationSettings, LesaNetLogic
 
-        logic = LesaNetSlicerLogic(scene=app.scene)
+        logic = LesaNetLogic(scene=app.scene)
         logic.settings = AnnotationSettings(modelPath=str(checkpoint), retrieval=False, device="cpu")
         yield logic
-        logic.worker.shutdown()
+        logic.shutdown()
 
     return appFixture, checkpointFixture, logicFixture

@@ -1,4 +1,5 @@
-"""The Slicer logic on real MRML nodes (slicer-core wheel): geometry, annotation, table node, ROI name, exports."""
+"""The Slicer logic on real MRML nodes (slicer-core wheel): geometry, annotation in the worker process, table node,
+lesion name, exports. (The module's GUI on Slicer's real Python layer: ``test_slicer_widget.py``.)"""
 
 from __future__ import annotations
 
@@ -56,9 +57,9 @@ def test_axis_aligned_roi_maps_to_ijk_box(app):
     ijk_to_ras[:3, 3] = [10, 20, 30]
     node = sb.addVolume(app.scene, np.zeros((5, 6, 7), np.float32), ijk_to_ras, "tiny")
     roi = sb.addRoi(app.scene, (8, 17, 34), (4, 4, 1))
-    box = geometry.boxFromRoi(geometry.volumeFromNode(node), roi)
+    box = geometry.lesionInput(geometry.geometryFromNode(node), roi)
     # x = 10 - i and y = 20 - j: the min/max must be taken after mapping, or i1 > i2.
-    assert box.kwargs == {"box_ijk": (0.0, 1.0, 4.0, 5.0, 2.0)}
+    assert box.kwargs == {"box_ijk": (0.0, 1.0, 4.0, 5.0, 2.0)} and box.description == "box 'ROI'"
 
 
 def test_rotated_roi_corners_follow_its_orientation(app):
@@ -105,7 +106,7 @@ def test_logic_matches_core_under_transforms(app, logic, checkpoint, case):
     _assert_same(result, reference)
     from LesaNetSlicerLib import geometry
 
-    route = geometry.boxFromRoi(logic.records[roi.GetID()].volume, roi).kwargs
+    route = geometry.lesionInput(geometry.geometryFromNode(volume_node), roi).kwargs
     assert list(route) == (["box_lps"] if case == "permuted" else ["box_ijk"])
     np.testing.assert_allclose(result.location.center_lps, reference.location.center_lps, atol=1e-6)
 
@@ -152,6 +153,8 @@ def test_real_ct_roi_around_liver(app, logic, checkpoint, tmp_path):
     assert written[2].read_bytes()[128:132] == b"DICM"
     with pytest.raises(Exception, match="overwrite"):
         logic.exportReport(result, written[0])
+    with pytest.raises(Exception, match="must not exist"):
+        logic.exportReport(result, written[2])
 
 
 def test_edits_reach_table_and_export(app, logic, tmp_path):
@@ -184,7 +187,7 @@ def test_bad_inputs_are_named(app, logic):
     outside = sb.addRoi(app.scene, (500, 500, 500), (4, 4, 1), "far")
     with pytest.raises(LesaNetError, match="roi: must overlap the volume"):
         logic.annotate(node, outside)
-    with pytest.raises(LesaNetError, match="roi: must be a markups ROI node"):
+    with pytest.raises(LesaNetError, match="lesion: must be a markups ROI or line node"):
         logic.annotate(node, None)
     flat = sb.addRoi(app.scene, (3, 3, 1), (0, 0, 0), "flat")
     with pytest.raises(LesaNetError, match="positive width and height"):

@@ -1,31 +1,37 @@
-"""The module file, parameters, dependency install, resources and the CMake packaging, outside Slicer."""
+"""The module's files against Slicer's conventions: syntax for old releases, the .ui, the template's layout, the
+requirements, dependency planning and installing, CMake packaging, and the extension index entry."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import json
 import re
 import shutil
 import subprocess
 import sys
+import types
 import xml.etree.ElementTree as ET
-from types import SimpleNamespace
+from pathlib import Path
 
 import pytest
 import slicer_bootstrap as sb
 
 MODULE_DIR = sb.MODULE_DIR
-UI_FILE = sb.REPO_ROOT / "Resources" / "UI" / "LesaNetSlicer.ui"
+REPO_ROOT = sb.REPO_ROOT
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "LesaNetSlicer.ui"
+SHARED_SLICER = REPO_ROOT.parent / "shared" / "slicer"
+INDEX = SHARED_SLICER / "ExtensionsIndex"
 
 
-def test_module_file_imports_without_the_application():
-    if sb.slicerCoreAvailable():
-        pytest.skip(str(sb.slicerCoreAvailable()))
-    import LesaNetSlicer
-
-    assert not LesaNetSlicer.IN_SLICER
-    parent = SimpleNamespace()
-    LesaNetSlicer.LesaNetSlicer(parent)
-    assert parent.title == "LesaNet" and "Annotate" in parent.helpText
-    assert LesaNetSlicer.LesaNetSlicerLogic.__name__ == "LesaNetSlicerLogic"
+def test_module_file_parses_as_python_39():
+    """Slicer 5.6 and 5.8 (Python 3.9) must be able to import the file to show what the module needs."""
+    source = (MODULE_DIR / "LesaNetSlicer.py").read_text()
+    tree = ast.parse(source, feature_version=(3, 9))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.col_offset == 0}
+    assert "LesaNetCore" not in "".join(m or "" for m in imported)  # the core is imported only when supported
+    # PEP 604 unions are evaluated at run time by parameterNodeWrapper; Python 3.9 cannot evaluate them.
+    assert not re.search(r":\s*\w+\s*\|\s*\w+", source.split("class LesaNetSlicer(")[0])
 
 
 def test_ui_defines_every_widget_the_module_uses():
@@ -34,87 +40,141 @@ def test_ui_defines_every_widget_the_module_uses():
     used = set(re.findall(r"self\.ui\.(\w+)", (MODULE_DIR / "LesaNetSlicer.py").read_text()))
     assert used and used <= names, sorted(used - names)
     classes = {w.get("name"): w.get("class") for w in tree.iter("widget")}
-    assert classes["modelPathLineEdit"] == "ctkPathLineEdit" and classes["roiSelector"] == "qMRMLNodeComboBox"
-    assert classes["advancedCollapsibleButton"] == "ctkCollapsibleButton"
+    assert classes["lesionSelector"] == "qMRMLNodeComboBox" and classes["shortAxisSelector"] == "qMRMLNodeComboBox"
+    bound = {w.get("name"): p.findtext("string") for w in tree.iter("widget") for p in w.findall("property")
+             if p.get("name") == "SlicerParameterName"}
+    source = (MODULE_DIR / "LesaNetSlicer.py").read_text()
+    parameters = set(re.findall(r"^        (\w+): ", source.split("class LesaNetSlicerParameterNode")[1]
+                                .split("_LogicBase")[0], re.M))
+    assert set(bound.values()) <= parameters, sorted(set(bound.values()) - parameters)
+    # Every MRML selector gets the scene through the .ui's connections, as the template asks.
+    receivers = {c.findtext("receiver") for c in tree.iter("connection")}
+    assert {n for n, c in classes.items() if c == "qMRMLNodeComboBox"} <= receivers
 
 
-def test_resources_are_found_in_the_source_layout():
-    from LesaNetSlicerLib import paths
-
-    assert paths.resourcePath("UI/LesaNetSlicer.ui") == UI_FILE
+def test_module_resources_follow_the_template():
     from PIL import Image
 
-    with Image.open(paths.resourcePath("Icons/LesaNetSlicer.png")) as icon:
+    for relative in ("Resources/Icons/LesaNetSlicer.png", "Resources/UI/LesaNetSlicer.ui",
+                     "Resources/requirements.txt"):
+        assert (MODULE_DIR / relative).is_file(), relative
+    with Image.open(MODULE_DIR / "Resources/Icons/LesaNetSlicer.png") as icon:
         assert icon.size == (128, 128)
-    with pytest.raises(FileNotFoundError, match="nothing.ui"):
-        paths.resourcePath("UI/nothing.ui")
+    assert not (REPO_ROOT / "Resources" / "UI").exists() and not (REPO_ROOT / "Resources" / "Icons").exists()
 
 
-def test_fallback_parameters_round_trip():
-    if sb.slicerCoreAvailable():
-        pytest.skip(str(sb.slicerCoreAvailable()))
-    import numpy as np
-    from LesaNetSlicerLib.logic import AnnotationSettings
-    from LesaNetSlicerLib.parameters import FallbackParameters, settings
+def test_worker_requirements_are_the_cores():
+    """Resources/requirements.txt is the part of pyproject.toml's dependencies the worker needs, same versions."""
+    tomllib = pytest.importorskip("tomllib")
+    from LesaNetSlicerLib import dependencies
+    from packaging.requirements import Requirement
 
-    app = sb.bootstrap()
-    node = app.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
-    params = FallbackParameters(node)
-    assert params.topK == 5 and params.retrieval is True and params.inputVolume is None
-    volume = sb.addVolume(app.scene, np.zeros((2, 3, 4), np.float32), np.eye(4), "p")
-    params.inputVolume = volume
-    params.topK = 3
-    params.retrieval = False
-    params.thresholdOffset = -0.1
-    params.modelPath = "/models/x.pt"
-    again = FallbackParameters(node)
-    assert again.inputVolume.GetID() == volume.GetID() and again.topK == 3 and again.retrieval is False
-    assert settings(again) == AnnotationSettings(modelPath="/models/x.pt", retrieval=False, thresholdOffset=-0.1,
-                                                 topK=3)
-    with pytest.raises(AttributeError, match="must be one of"):
-        params.colour = "red"
+    core = {dependencies.canonical(Requirement(r).name): Requirement(r).specifier
+            for r in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    worker = dependencies.loadRequirements()
+    assert {dependencies.canonical(r.name) for r in worker} >= {"torch", "pydicom", "highdicom", "numpy"}
+    for requirement in worker:
+        assert core.get(dependencies.canonical(requirement.name)) == requirement.specifier, requirement
 
 
-def test_dependencies_install_after_asking():
+def _requirements(*texts):
+    from packaging.requirements import Requirement
+
+    return [Requirement(t) for t in texts]
+
+
+def test_plan_keeps_what_slicer_bundles_and_isolates_conflicts():
     from LesaNetSlicerLib import dependencies
 
-    installed = {"numpy", "SimpleITK", "pydicom", "faiss", "openpyxl", "tqdm"}
+    requirements = _requirements("torch>=2.1,<3", "numpy>=1.24", "tqdm>=4.60", "pydicom>=3.0", "highdicom>=0.22")
+    # Slicer 5.10: numpy bundled and new enough, pydicom 2.4.4 bundled and imported, no highdicom, no torch.
+    plan = dependencies.plan(requirements, {"numpy": "2.2.6", "pydicom": "2.4.4"}, {}, {"numpy", "pydicom"})
+    assert str(plan.torch) == "torch<3,>=2.1"
+    assert [r.name for r in plan.main] == ["tqdm"]
+    assert [r.name for r in plan.private] == ["pydicom", "highdicom"]
+    assert "pydicom>=3.0 (found 2.4.4, imported by Slicer)" in plan.describe()
+    # Slicer 5.12: pydicom 3.0.2 and highdicom 0.27 bundled: nothing to do for them.
+    plan = dependencies.plan(requirements, {"numpy": "2.2.6", "pydicom": "3.0.2", "highdicom": "0.27.0",
+                                            "torch": "2.13.0", "tqdm": "4.67.1"}, {}, {"pydicom"})
+    assert plan.empty and "All of" in plan.describe()
+    # Once the private folder holds them, versions are compared there first.
+    plan = dependencies.plan(requirements, {"numpy": "2.2.6", "pydicom": "2.4.4", "torch": "2.13.0",
+                                            "tqdm": "4.67.1"}, {"pydicom": "3.0.2", "highdicom": "0.28.2"},
+                             {"pydicom"})
+    assert plan.empty
+    # A newer highdicom is needed but only the private pydicom is there: highdicom goes beside it.
+    plan = dependencies.plan(requirements, {"numpy": "2.2.6", "pydicom": "2.4.4", "torch": "2.13.0",
+                                            "tqdm": "4.67.1"}, {"pydicom": "3.0.2"}, set())
+    assert [r.name for r in plan.private] == ["highdicom"] and not plan.main
+    # An old torch goes to the PyTorch extension, never to pip or the private folder.
+    plan = dependencies.plan(_requirements("torch>=2.1,<3"), {"torch": "1.13.1"}, {}, {"torch"})
+    assert plan.torch is not None and not plan.private and not plan.main
 
-    def finder(name):
-        return object() if name in installed else None
 
-    assert dependencies.missingDependencies(finder) == ["torch", "highdicom"]
-    calls = []
-    refused = dependencies.ensureDependencies(confirm=lambda text: calls.append(text) or False,
-                                              pipInstall=calls.append, torchInstaller=calls.append, finder=finder)
-    assert refused is False and len(calls) == 1 and "torch" in calls[0] and "highdicom" in calls[0]
-
-    def install(requirement):
-        calls.append(requirement)
-        installed.update({"torch"} if requirement.startswith("torch") else {"highdicom"})
-
-    calls.clear()
-    assert dependencies.ensureDependencies(confirm=lambda text: True, pipInstall=install, torchInstaller=install,
-                                           finder=finder)
-    assert calls == [dependencies.REQUIREMENTS["torch"], dependencies.REQUIREMENTS["highdicom"]]
-    # Nothing missing: no question, no install.
-    assert dependencies.ensureDependencies(confirm=lambda text: pytest.fail("asked"), pipInstall=pytest.fail,
-                                           finder=finder)
+def _tinyWheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
+    """A real wheel of a one-module package, built offline with this interpreter's setuptools."""
+    source = folder / f"src-{name}-{version}"
+    (source / name).mkdir(parents=True)
+    (source / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    (source / "pyproject.toml").write_text(
+        "[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n"
+        f"[project]\nname = \"{name}\"\nversion = \"{version}\"\ndependencies = {json.dumps(requires)}\n")
+    wheels = folder / "wheels"
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(wheels), str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return wheels
 
 
-def test_cmake_lists_every_module_script():
+@pytest.mark.slow
+def test_private_install_runs_pip_for_the_worker_only(tmp_path, monkeypatch):
+    """The install task with real pip: --target into the private folder, then what those packages need."""
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is needed to build the test wheels offline")
+    from LesaNetSlicerLib import dependencies
+
+    _tinyWheel(tmp_path, "lesanetprobe", "3.1", ["lesanetprobehelper>=1.0"])
+    wheels = _tinyWheel(tmp_path, "lesanetprobehelper", "1.2", [])
+    target = tmp_path / "private"
+    monkeypatch.setenv(dependencies.PACKAGES_ENV, str(target))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    plan = dependencies.InstallPlan(private=_requirements("lesanetprobe>=3"))
+    task = dependencies.InstallTask(plan, python=sys.executable, usePipEnsure=False)
+    statuses = set()
+    while not task.step():
+        statuses.add(task.status.split(":")[0])
+    assert task.error is None, (task.error, task.details)
+    assert {"Installing lesanetprobe>=3 for the worker", "Installing lesanetprobehelper>=1.0 for the worker"} \
+        <= statuses
+    assert dependencies.installedVersions([str(target)]) == {"lesanetprobe": "3.1", "lesanetprobehelper": "1.2"}
+    assert dependencies.workerPath() == [str(target)]
+    assert importlib.util.find_spec("lesanetprobe") is None  # not in this (Slicer's) environment
+
+    failing = dependencies.InstallTask(dependencies.InstallPlan(private=_requirements("lesanetprobe>=9")),
+                                       python=sys.executable, usePipEnsure=False)
+    while not failing.step():
+        pass
+    assert "pip could not install lesanetprobe>=9" in str(failing.error) and "lesanetprobe" in failing.details
+
+
+def test_cmake_lists_every_module_script_and_resource():
     text = (MODULE_DIR / "CMakeLists.txt").read_text()
     block = re.search(r"set\(MODULE_PYTHON_SCRIPTS(.*?)\)", text, re.S).group(1)
     listed = {line.strip().replace("${MODULE_NAME}", "LesaNetSlicer") for line in block.split() if line.strip()}
     present = {p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
+    assert listed == present
+    block = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", text, re.S).group(1)
+    listed = {line.strip().replace("${MODULE_NAME}", "LesaNetSlicer") for line in block.split() if line.strip()}
+    present = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()}
     assert listed == present
 
 
 _STUB = """
 cmake_minimum_required(VERSION 3.16)
 project(LesaNetPackagingCheck NONE)
-set(Slicer_QTSCRIPTEDMODULES_LIB_DIR lib/Slicer-5.8/qt-scripted-modules)
-set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR lib/Slicer-5.8/qt-scripted-modules)
+set(Slicer_QTSCRIPTEDMODULES_LIB_DIR lib/Slicer-5.12/qt-scripted-modules)
+set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR lib/Slicer-5.12/qt-scripted-modules)
 set(BUILD_TESTING OFF)
 # Same path rules as Slicer's macro (through CTK's ctkMacroCompilePythonScript): sources relative to the
 # module folder must exist; each lands at the same relative path in qt-scripted-modules.
@@ -133,7 +193,7 @@ add_subdirectory("@MODULE_DIR@" LesaNetSlicer)
 
 
 @pytest.mark.slow
-def test_cmake_install_tree_carries_core_data_and_resources(tmp_path):
+def test_cmake_install_tree_carries_the_core_and_the_resources(tmp_path):
     cmake = shutil.which("cmake")
     if cmake is None:
         pytest.skip("cmake is not installed")
@@ -145,20 +205,65 @@ def test_cmake_install_tree_carries_core_data_and_resources(tmp_path):
                     [cmake, "--build", str(build)], [cmake, "--install", str(build)]):
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
-    root = prefix / "lib/Slicer-5.8/qt-scripted-modules"
-    core = sb.REPO_ROOT / "LesaNetCore"
-    expected = [p.relative_to(sb.REPO_ROOT) for p in core.rglob("*")
+    root = prefix / "lib/Slicer-5.12/qt-scripted-modules"
+    core = REPO_ROOT / "LesaNetCore"
+    expected = [p.relative_to(REPO_ROOT) for p in core.rglob("*")
                 if p.is_file() and "__pycache__" not in p.parts
                 and (p.suffix == ".py" or "data" in p.relative_to(core).parts[:1])]
     missing = [str(p) for p in expected if not (root / p).is_file()]
     assert not missing, missing[:5]
-    for relative in ("LesaNetSlicer.py", "LesaNetSlicerLib/panel.py", "Resources/UI/LesaNetSlicer.ui",
-                     "Resources/Icons/LesaNetSlicer.png", "Resources/Screenshots/panel.png",
-                     "LesaNetCore/data/ontology/default_ontology.json"):
+    for relative in ("LesaNetSlicer.py", "LesaNetSlicerLib/workerserver.py", "Resources/UI/LesaNetSlicer.ui",
+                     "Resources/Icons/LesaNetSlicer.png", "Resources/requirements.txt",
+                     "LesaNetCore/data/ontology/default_ontology.json", "LesaNetCore/data/demo/model.pt"):
         assert (root / relative).is_file(), relative
-    # The installed layout finds its resources next to the module.
+    # The installed layout finds the core next to the module, and the worker's packages there too.
     probe = ("import sys; sys.path.insert(0, sys.argv[1]); from LesaNetSlicerLib import paths; "
-             "print(paths.resourcePath('UI/LesaNetSlicer.ui'))")
+             "paths.ensureCoreImportable(); print(paths.coreRoot())")
     done = subprocess.run([sys.executable, "-c", probe, str(root)], capture_output=True, text=True, timeout=60,
                           cwd=tmp_path)
-    assert done.returncode == 0 and done.stdout.strip() == str(root / "Resources/UI/LesaNetSlicer.ui"), done.stderr
+    assert done.returncode == 0 and Path(done.stdout.strip()) in (root, REPO_ROOT), done.stderr
+
+
+def _indexChecks():
+    """The extension index's own validator module, loaded in place (its network steps are not called)."""
+    script = INDEX / "scripts" / "check_description_files.py"
+    if not script.is_file():
+        pytest.skip(f"the extension index's validators are not present at {script} (../shared/slicer)")
+    source = script.read_text()
+    if sys.version_info < (3, 12):
+        # Its print_categories (not a check) uses a 3.12 f-string; the checks themselves run on 3.10+.
+        start, end = source.index("def print_categories"), source.index("def main(")
+        source = source[:start] + source[end:]
+    module = types.ModuleType("check_description_files")
+    module.__file__ = str(script)
+    exec(compile(source, str(script), "exec"), module.__dict__)
+    return module
+
+
+def test_index_entry_passes_the_schema_and_the_offline_checks(monkeypatch):
+    jsonschema = pytest.importorskip("jsonschema")
+    checks = _indexChecks()
+    entry = REPO_ROOT / "LesaNetSlicer.json"
+    name = entry.stem
+    metadata = checks.parse_json(str(entry))
+    schema_name = metadata["$schema"].split("/")[-1].split("#")[0]
+    schema = json.loads((INDEX / "schemas" / schema_name).read_text())
+    jsonschema.validate(metadata, schema)
+    checks.check_json_file_format(name, metadata, str(entry))
+    checks.check_extension_name(name, metadata)
+    checks.check_category(name, metadata)
+    checks.check_git_repository_name(name, metadata)
+    checks.check_scm_url_syntax(name, metadata)
+    checks.check_license_file(name, metadata, str(REPO_ROOT))
+
+    def imageInRepository(url, kind, extensionName, checkName):
+        # Offline stand-in for the download: the raw URL's path names a PNG of this repository.
+        path = REPO_ROOT / url.split("/main/", 1)[1]
+        if path.suffix != ".png" or not path.is_file():
+            raise checks.ExtensionCheckError(extensionName, checkName, f"{kind} {url}: no such image {path}")
+
+    monkeypatch.setattr(checks, "validate_image_url", imageInRepository)
+    checks.check_cmakelists_content(name, metadata, str(REPO_ROOT))  # project() is the entry's name
+    assert metadata["build_dependencies"] == ["PyTorch"] and (INDEX / "PyTorch.json").is_file()
+    s4ext = (REPO_ROOT / "LesaNetSlicer.s4ext").read_text()
+    assert f"scmurl {metadata['scm_url']}" in s4ext and "depends PyTorch" in s4ext
