@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import unittest
-from typing import Annotated
+from typing import Annotated, Optional, Union
 
 import qt
 import slicer
@@ -30,7 +30,7 @@ MINIMUM_SLICER = (5, 10)
 MINIMUM_PYTHON = (3, 10)
 
 
-def unsupportedReason() -> str | None:
+def unsupportedReason() -> Optional[str]:
     """Why this Slicer cannot run LesaNet (shown in the panel), or None."""
     app = getattr(slicer, "app", None)
     if app is not None and (int(app.majorVersion), int(app.minorVersion)) < MINIMUM_SLICER:
@@ -69,7 +69,7 @@ if UNSUPPORTED is None:
         """
 
         inputVolume: vtkMRMLScalarVolumeNode
-        lesion: vtkMRMLMarkupsROINode | vtkMRMLMarkupsLineNode | None
+        lesion: Optional[Union[vtkMRMLMarkupsROINode, vtkMRMLMarkupsLineNode]]
         shortAxis: vtkMRMLMarkupsLineNode
         modelPath: str = ""
         indexPath: str = ""

@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Runs inside 3D Slicer (imports its qt and slicer); its test imports it on Slicer's Python layer instead.
+# (The Slicer tests' folder is not called "slicer": slicer-core's namespace package would import every module
+# of any "slicer" folder below a sys.path entry, test files included, as part of `import slicer`.)
+collect_ignore = ["slicermodule/in_slicer_check.py", "slicermodule/bench_worker.py"]
 SHARED_DATA = Path(os.environ.get("LESANET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 

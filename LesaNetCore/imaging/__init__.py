@@ -2,6 +2,8 @@
 
 Modules:
     volume: ``Volume`` (float32 HU voxels with LPS geometry; exact IJK <-> LPS, RAS helpers).
+    geometry: ``VolumeGeometry``, a volume's grid without its voxels (where boxes are placed away from the voxels).
+    recist: RECIST measurements (long and short axis end points) -> the box DeepLesion derived from them.
     readers: ``read_volume`` for NIfTI / NRRD / MetaImage files (SimpleITK) and DICOM (dicom_volume).
     dicom_files, dicom_series, dicom_frames, dicom_geometry, dicom_volume: DICOM as archives write it -- file
         discovery and DICOMDIR, the series choice rule, frames and HU, the slice grid, ``DicomVolume``.

@@ -17,6 +17,8 @@ would import it, and makes ``LesaNetCore`` importable from the checkout.
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -176,3 +178,18 @@ def sharedFixtures() -> tuple:
         logic.shutdown()
 
     return appFixture, checkpointFixture, logicFixture
+
+
+def tinyWheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
+    """A real wheel of a one-module package, built offline with this interpreter's setuptools."""
+    source = folder / f"src-{name}-{version}"
+    (source / name).mkdir(parents=True)
+    (source / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    (source / "pyproject.toml").write_text(
+        "[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n"
+        f"[project]\nname = \"{name}\"\nversion = \"{version}\"\ndependencies = {json.dumps(requires)}\n")
+    wheels = folder / "wheels"
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(wheels), str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return wheels

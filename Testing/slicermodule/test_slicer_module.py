@@ -30,8 +30,15 @@ def test_module_file_parses_as_python_39():
     tree = ast.parse(source, feature_version=(3, 9))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.col_offset == 0}
     assert "LesaNetCore" not in "".join(m or "" for m in imported)  # the core is imported only when supported
-    # PEP 604 unions are evaluated at run time by parameterNodeWrapper; Python 3.9 cannot evaluate them.
-    assert not re.search(r":\s*\w+\s*\|\s*\w+", source.split("class LesaNetSlicer(")[0])
+    # Annotations are evaluated at run time (def statements, parameterNodeWrapper): Python 3.9 cannot evaluate
+    # PEP 604 unions there (X | None), and this file has no ``from __future__ import annotations`` to defer them.
+    annotations = [n.returns for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    annotations += [a.annotation for n in ast.walk(tree) if isinstance(n, ast.arg) for a in [n]]
+    annotations += [n.annotation for n in ast.walk(tree) if isinstance(n, ast.AnnAssign)]
+    unions = [ast.unparse(a) for a in annotations if a is not None and any(
+        isinstance(b, ast.BinOp) and isinstance(b.op, ast.BitOr) for b in ast.walk(a))]
+    assert not unions, unions
+    assert not any(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in tree.body)
 
 
 def test_ui_defines_every_widget_the_module_uses():
@@ -111,21 +118,6 @@ def test_plan_keeps_what_slicer_bundles_and_isolates_conflicts():
     assert plan.torch is not None and not plan.private and not plan.main
 
 
-def _tinyWheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
-    """A real wheel of a one-module package, built offline with this interpreter's setuptools."""
-    source = folder / f"src-{name}-{version}"
-    (source / name).mkdir(parents=True)
-    (source / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
-    (source / "pyproject.toml").write_text(
-        "[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n"
-        f"[project]\nname = \"{name}\"\nversion = \"{version}\"\ndependencies = {json.dumps(requires)}\n")
-    wheels = folder / "wheels"
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(wheels), str(source)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return wheels
-
-
 @pytest.mark.slow
 def test_private_install_runs_pip_for_the_worker_only(tmp_path, monkeypatch):
     """The install task with real pip: --target into the private folder, then what those packages need."""
@@ -133,8 +125,8 @@ def test_private_install_runs_pip_for_the_worker_only(tmp_path, monkeypatch):
         pytest.skip("setuptools is needed to build the test wheels offline")
     from LesaNetSlicerLib import dependencies
 
-    _tinyWheel(tmp_path, "lesanetprobe", "3.1", ["lesanetprobehelper>=1.0"])
-    wheels = _tinyWheel(tmp_path, "lesanetprobehelper", "1.2", [])
+    sb.tinyWheel(tmp_path, "lesanetprobe", "3.1", ["lesanetprobehelper>=1.0"])
+    wheels = sb.tinyWheel(tmp_path, "lesanetprobehelper", "1.2", [])
     target = tmp_path / "private"
     monkeypatch.setenv(dependencies.PACKAGES_ENV, str(target))
     monkeypatch.setenv("PIP_NO_INDEX", "1")

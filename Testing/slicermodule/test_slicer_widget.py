@@ -319,3 +319,78 @@ def test_reload_reloads_the_library_and_stops_the_old_worker(layer, widget):
     assert not worker.alive  # cleanup() stopped it
     fresh = layer.slicer.modules.LesaNetSlicerWidget
     assert fresh is not widget and fresh.logic is not widget.logic and fresh._parameterNode is not None
+
+
+def test_missing_packages_install_from_the_panel_then_annotate(layer, ct, tmp_path, monkeypatch):
+    """Annotate with a package missing: the question, pip's progress in the panel, a new worker, the result."""
+    import importlib.util
+
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is needed to build the test wheel offline")
+    import slicer_bootstrap as sb
+    from LesaNetSlicerLib import dependencies
+    from packaging.requirements import Requirement
+
+    widget = layer.widget("LesaNetSlicer")  # the panel made by the reload above
+    widget.errors = []
+    widget.controller.errorHandler = lambda message, details: widget.errors.append((message, details))
+    node, volume, lesions = ct
+    if layer.slicer.mrmlScene.GetNodeByID(node.GetID()) is None:  # the scene was closed: load the CT again
+        node = layer.slicer.util.addVolumeFromArray(volume.voxels.astype(np.int16),
+                                                    ijkToRAS=volume.ijk_to_ras_matrix(), name="PhantomCT")
+    widget._parameterNode.inputVolume = node
+    widget._parameterNode.device = "cpu"
+    widget.ui.drawBoxButton.click()
+    placeRoi(layer, widget._parameterNode.lesion, volume, lesions[2])
+
+    wheels = sb.tinyWheel(tmp_path, "lesanetprobe", "3.1", [])
+    target = tmp_path / "private"
+    monkeypatch.setenv(dependencies.PACKAGES_ENV, str(target))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+
+    def currentPlan(requirements=None):  # "lesanetprobe>=3" must sit in the worker's folder
+        installed = dependencies.installedVersions([str(target)]) if target.is_dir() else {}
+        return dependencies.InstallPlan() if "lesanetprobe" in installed else dependencies.InstallPlan(
+            private=[Requirement("lesanetprobe>=3")], notes=["lesanetprobe>=3 (found nothing)"])
+
+    monkeypatch.setattr(dependencies, "currentPlan", currentPlan)
+    generation = widget.logic.worker.generation
+    statuses = set()
+    questions = []
+    # The user's OK. (Slicer's own testing-mode answer is False: it compares True with QMessageBox.Ok.)
+    monkeypatch.setattr(layer.slicer.util, "confirmOkCancelDisplay",
+                        lambda text, *args, **kwargs: questions.append(text) or True)
+    clickAnnotate(widget)
+    while widget.controller.busy:
+        statuses.add(widget.panel.statusLabel.text.split(":")[0])
+        layer.processEvents(0.005)
+    assert not widget.errors, widget.errors
+    assert questions and "lesanetprobe>=3 (found nothing)" in questions[0]
+    assert "Installing lesanetprobe>=3 for the worker" in statuses
+    assert dependencies.installedVersions([str(target)]) == {"lesanetprobe": "3.1"}
+    assert widget.logic.worker.generation > generation  # a new worker, started with the folder on its path
+    assert widget.logic.resultFor(widget._parameterNode.lesion) is not None
+    assert widget.logic.worker.pythonPath[0] == str(target)
+
+
+def test_torch_goes_through_the_real_pytorch_extension(layer, monkeypatch):
+    """``installTorch`` against SlicerPyTorch's own PyTorchUtils (light-the-torch stood in: no network)."""
+    import sys
+    import types
+
+    from LesaNetSlicerLib import dependencies
+    from packaging.requirements import Requirement
+
+    source = slicerlayer.SHARED_SLICER / "SlicerPyTorch" / "PyTorchUtils" / "PyTorchUtils.py"
+    if not source.is_file():
+        pytest.skip(f"SlicerPyTorch's PyTorchUtils is not present at {source}")
+    calls = []
+    monkeypatch.setitem(sys.modules, "light_the_torch", types.ModuleType("light_the_torch"))
+    monkeypatch.setitem(sys.modules, "light_the_torch._patch", types.ModuleType("light_the_torch._patch"))
+    monkeypatch.setattr(layer.slicer.util, "_executePythonModule", lambda module, args: calls.append((module, args)),
+                        raising=False)
+    monkeypatch.syspath_prepend(str(source.parent))
+    monkeypatch.delitem(sys.modules, "PyTorchUtils", raising=False)
+    dependencies.installTorch(Requirement("torch>=2.1,<3"))
+    assert calls == [("light_the_torch", ["install", "torch<3,>=2.1", "torchvision"])]

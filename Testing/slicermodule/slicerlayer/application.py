@@ -166,6 +166,9 @@ class SlicerApplication(QObject):
     def layoutManager(self):
         return None
 
+    def topLevelWidgets(self) -> list:
+        return QApplication.topLevelWidgets()
+
     def pauseRender(self) -> None:
         pass
 

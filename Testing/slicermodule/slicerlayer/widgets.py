@@ -117,6 +117,9 @@ class qMRMLNodeComboBox(QWidget):
             self._observations = [scene.AddObserver(scene.NodeAddedEvent, self._onNodeAdded),
                                   scene.AddObserver(scene.NodeRemovedEvent, self._onNodeRemoved),
                                   scene.AddObserver(scene.EndCloseEvent, self._onSceneClosed)]
+            # As the C++ widget's destructor does: no scene event reaches a deleted widget.
+            tags = list(self._observations)
+            self.destroyed.connect(lambda *_: [scene.RemoveObserver(tag) for tag in tags])
         current = self.currentNode()
         if current is None and not self.noneEnabled:
             nodes = self.nodes()
@@ -307,6 +310,10 @@ class qSlicerScriptedLoadableModuleWidget(qSlicerWidget):
         return self._entered
 
     isEntered = Property(bool, _getEntered)
+
+    def self(self):
+        """The Python widget (what ``slicer.util.getModuleWidget`` returns for a scripted module)."""
+        return self.pythonWidget
 
     def setPythonWidgetFactory(self, factory) -> None:
         self._factory = factory
