@@ -16,6 +16,7 @@ import numpy as np
 from .errors import LesaNetError
 
 LABEL_CLASSES = ("bodypart", "type", "attribute")
+REVIEW_STATUSES = ("", "unreviewed", "accepted", "corrected", "skipped")
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ class AnnotationResult:
         model: a short description of the model (name and digest) for provenance in exports.
         volume_source: where the volume came from (file path or Slicer node name).
         added: terms the user added that the model did not score positive (subset of ``accepted``).
+        review_status: a reader's verdict: ``""`` (not reviewed), ``"unreviewed"``, ``"accepted"`` (the model's
+            labels kept), ``"corrected"`` (labels edited) or ``"skipped"``.
+        reader: who reviewed it (a person's name, DICOM PN form ``Family^Given`` for the SR), or "".
     """
 
     labels: tuple[LabelScore, ...]
@@ -127,6 +131,16 @@ class AnnotationResult:
     model: str = ""
     volume_source: str = ""
     added: frozenset[str] = frozenset()
+    review_status: str = ""
+    reader: str = ""
+
+    def __post_init__(self) -> None:
+        if self.review_status not in REVIEW_STATUSES:
+            raise LesaNetError(f"review_status: must be one of {list(REVIEW_STATUSES)}, but got {self.review_status!r}")
+
+    def reviewed(self, status: str, reader: str = "") -> AnnotationResult:
+        """A copy with a reader's verdict (see ``review_status``)."""
+        return replace(self, review_status=status, reader=reader or self.reader)
 
     def label(self, term: str) -> LabelScore:
         """The score of ``term``; raises LesaNetError naming the term when the model has no such label."""

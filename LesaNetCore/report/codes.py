@@ -48,6 +48,7 @@ CLASS_CONCEPTS: dict[str, CodeTuple] = {
 """Concept name of a label's qualitative evaluation, by label class."""
 
 EDITED_PREFIX = "Label set edited by the user"
+REVIEW_PREFIX = "Review"
 """Start of the comment that marks a lesion whose accepted labels differ from the model's decisions."""
 
 

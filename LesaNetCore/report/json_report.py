@@ -33,7 +33,8 @@ Schema (format ``"lesanet-annotation-report"``, version 1)::
           "embedding": [0.01, ...],                 # 256 float32 values written as JSON numbers
           "patch_image": ARRAY | null,              # the 3 x H x W patch the model saw
           "patch_box": [x1, y1, x2, y2] | null,     # lesion box in patch pixels
-          "timings_ms": {"patch": 3.1, "forward": 40.2, "search": 0.4, "total": 45.0}
+          "timings_ms": {"patch": 3.1, "forward": 40.2, "search": 0.4, "total": 45.0},
+          "review": {"status": "corrected", "reader": "Doe^Jane"}   # optional: a reader's verdict
         }
       ]
     }
@@ -165,6 +166,7 @@ def _lesion_to_dict(result: AnnotationResult, include_images: bool) -> dict[str,
         "patch_image": _array_to_json(result.patch_image) if include_images else None,
         "patch_box": None if result.patch_box is None else list(result.patch_box),
         "timings_ms": dict(result.timings_ms),
+        "review": {"status": result.review_status, "reader": result.reader},
     }
 
 
@@ -208,6 +210,8 @@ def _lesion_from_dict(d: dict[str, Any]) -> AnnotationResult:
         model=d.get("model", ""),
         volume_source=d.get("volume_source", ""),
         added=frozenset(d.get("added", [])),
+        review_status=str((d.get("review") or {}).get("status", "")),
+        reader=str((d.get("review") or {}).get("reader", "")),
     )
 
 

@@ -13,7 +13,8 @@ read the annotation back with the standard's own meaning:
   accepted body-part label, one qualitative evaluation per accepted label, the model's score of each accepted
   label as a ``{probability}`` measurement and an algorithm identification (see :mod:`.codes`);
 * an edited label set exports as edited: only accepted labels become evaluations and a "Comment" text item
-  names the added and removed terms; a ``observer`` name adds a person observer beside the device observer.
+  names the added and removed terms; a ``observer`` name (default: the results' reader) adds a person observer
+  beside the device observer, and a reviewed lesion carries a "Review: <status> by <reader>" comment.
 
 Patient and study come from the source images (highdicom copies the patient and general study modules from the
 first one); the SR gets a new series; the referenced images are its evidence and (single-frame ones) its image
@@ -157,6 +158,8 @@ def write_dicom_sr(
         ),
     )
     person = None
+    if observer is None:  # the reader who reviewed the lesions, when one did
+        observer = next((r.reader for r in results if r.reader), None)
     if observer is not None:
         if not str(observer).strip():
             raise invalid("observer", "must be a non-empty person name such as 'Doe^Jane'", observer)
@@ -383,10 +386,13 @@ def _measurement_group(result: AnnotationResult, number: int, region: Any, algor
             for x in accepted
         ] or None,
     )
-    if result.edited:
+    comments = [_edit_comment(result)] if result.edited else []
+    if result.review_status:
+        comments.append(f"{C.REVIEW_PREFIX}: {result.review_status}" + (f" by {result.reader}" if result.reader else ""))
+    for text in comments:
         group[0].ContentSequence.append(hd.sr.TextContentItem(
             name=C.code(C.COMMENT),
-            value=_edit_comment(result),
+            value=text,
             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
         ))
     return group
