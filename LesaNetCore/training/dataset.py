@@ -437,3 +437,39 @@ def _write_npz(tmp_dir: Path, out_path: Path, overwrite: bool) -> None:
     arrays: Mapping[str, np.ndarray] = {name: np.load(tmp_dir / f"{name}.npy") for name in _ARRAYS}
     with atomic_path(out_path, "cache", overwrite=overwrite) as tmp, tmp.open("wb") as handle:
         np.savez(handle, meta=np.array(meta), **arrays)
+
+
+def write_patch_cache(out_path: str | os.PathLike, images: np.ndarray, arrays: Mapping[str, np.ndarray],
+                      meta: Mapping[str, Any], overwrite: bool = False) -> Path:
+    """Writes a patch cache from arrays already made (a corrections folder's lesions, a mixed data set).
+
+    Args:
+        out_path: ``DIR`` or ``FILE.npz``.
+        images: uint8 (N, 3, 120, 120) grey levels.
+        arrays: ``boxes``, ``targets``, ``valid``, ``reliable``, ``lesion_idx``, ``patient``, ``split`` (see the
+            module docstring).
+        meta: ``label_names`` at least; ``format``, ``version``, ``preprocessing`` and ``splits`` are filled in.
+        overwrite: replace an existing cache (atomically: the old one goes only after the new one is in place).
+    """
+    out_path = Path(out_path)
+    if out_path.exists() and not overwrite:
+        raise LesaNetError(f"cache: refusing to overwrite an existing cache (pass --overwrite), but got {str(out_path)!r}")
+    missing = [name for name in _ARRAYS if name != "images" and name not in arrays]
+    if missing:
+        raise invalid("arrays", f"must hold {list(_ARRAYS[1:])}", f"missing {missing}")
+    full = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "preprocessing": dict(DEFAULT_PREPROCESSING),
+            "splits": list(SPLITS), **dict(meta)}
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".part", dir=_parent(out_path)))
+    try:
+        np.save(tmp_dir / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
+        for name in _ARRAYS[1:]:
+            np.save(tmp_dir / f"{name}.npy", np.asarray(arrays[name]))
+        (tmp_dir / "meta.json").write_text(json.dumps(full, indent=1), encoding="utf-8")
+        if out_path.suffix == ".npz":
+            _write_npz(tmp_dir, out_path, overwrite)
+        else:
+            _move_into_place(tmp_dir, out_path, overwrite)
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+    return out_path

@@ -1,0 +1,13 @@
+"""A reader's review kept as training data, and fine-tuning a model on it.
+
+Modules:
+    corrections: reviewed lesions -> a corrections folder (lesion files and a patch cache ``lesanet train`` reads).
+    finetune: ``lesanet finetune``: continue a checkpoint on corrections, recalibrate on the held-out part, and
+        compare parent and child there.
+"""
+
+from __future__ import annotations
+
+from .corrections import read_corrections, rebuild_cache, write_correction
+
+__all__ = ["read_corrections", "rebuild_cache", "write_correction"]

@@ -1,0 +1,159 @@
+"""A reader's corrections kept as training data: a folder ``lesanet train`` and ``lesanet finetune`` read.
+
+Every lesion a reader accepts or corrects is written as it is reviewed::
+
+    CORRECTIONS/lesions/ID.json   the lesion's JSON report with its patch, the model's labels, the reader's
+                                  accepted set, review status and reader
+    CORRECTIONS/cache/            a patch cache (:mod:`LesaNetCore.training.dataset`) of all of them, rebuilt on
+                                  every write, so ``lesanet train --data CORRECTIONS`` reads it as a prepared
+                                  data folder
+    CORRECTIONS/corrections.json  the model's label list, counts, readers
+
+Labels, per lesion, on the model's label list: the reader's final labels, with their ancestors among the labels,
+are the positives (as text-mined relevant labels are); the labels the model said and the reader removed are
+reliable negatives (what the relational hard example mining trusts); everything else is a plain negative. Skipped
+lesions are not training data: skipping a lesion removes its correction.
+
+Held-out part: the patients are ordered by a hash of their id and the first fifth of them (at least one when there
+are two or more) are the validation split, where fine-tuning calibrates its thresholds; the split is the same on
+every rebuild, so adding lesions never moves a patient between the parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LesaNetError, invalid
+from ..fileio import write_text_atomic
+
+LESIONS_DIR = "lesions"
+CACHE_DIR = "cache"
+SUMMARY_FILE = "corrections.json"
+TRAINING_STATUSES = ("accepted", "corrected")
+HELD_OUT_FRACTION = 0.2
+
+
+def _stable(text: str) -> int:
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:12], 16)
+
+
+def correction_file(folder: str | os.PathLike, lesion_id: str) -> Path:
+    from ..worklist.run import safe_name
+
+    return Path(folder) / LESIONS_DIR / f"{safe_name(lesion_id)}.json"
+
+
+def write_correction(folder: str | os.PathLike, result: Any, lesion_id: str, patient_id: str = "") -> Path | None:
+    """Records one reviewed lesion and rebuilds the cache; returns its file (None when skipped or unreviewed).
+
+    Raises:
+        LesaNetError: a lesion without its patch (results read back from an SR carry none), or one from a model
+            with another label list than the folder's.
+    """
+    from dataclasses import replace
+
+    from ..report import write_json_report
+
+    folder = Path(folder)
+    path = correction_file(folder, lesion_id)
+    if result.review_status not in TRAINING_STATUSES:
+        if path.exists():
+            path.unlink()
+            rebuild_cache(folder)
+        return None
+    if result.patch_image is None or result.patch_box is None:
+        raise invalid(f"lesion {lesion_id!r}", "must carry the patch the model saw to become training data", None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    named = replace(result, volume_source=result.volume_source or lesion_id)
+    payload = {"lesion_id": lesion_id, "patient_id": patient_id or lesion_id}
+    write_json_report([named], path, overwrite=True)
+    path.with_suffix(".id").write_text(json.dumps(payload), encoding="utf-8")
+    rebuild_cache(folder)
+    return path
+
+
+def read_corrections(folder: str | os.PathLike) -> list[tuple[dict, Any]]:
+    """(ids, result) of every correction in the folder, in lesion-file order."""
+    from ..report import read_json_report
+
+    out = []
+    for path in sorted((Path(folder) / LESIONS_DIR).glob("*.json")):
+        ids_file = path.with_suffix(".id")
+        ids = json.loads(ids_file.read_text(encoding="utf-8")) if ids_file.is_file() else {"lesion_id": path.stem}
+        out.append((ids, read_json_report(path)[0]))
+    return out
+
+
+def label_vectors(result: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(targets, valid, reliable) of one reviewed lesion over the model's labels (see the module docstring)."""
+    names = [x.term for x in result.labels]
+    final = set(result.accepted)
+    for term in list(final):
+        final |= result.ancestors(term)
+    decided = {x.term for x in result.labels if x.decision}
+    targets = np.array([t in final for t in names], dtype=np.int8)
+    reliable = np.array([t in final or (t in decided and t not in final) for t in names], dtype=bool)
+    return targets, np.ones(len(names), dtype=bool), reliable
+
+
+def held_out_patients(patients: list[str]) -> set[str]:
+    """The patients whose lesions form the validation split (see the module docstring)."""
+    unique = sorted(set(patients), key=lambda p: (_stable(p), p))
+    if len(unique) < 2:
+        return set()
+    count = max(1, int(round(HELD_OUT_FRACTION * len(unique))))
+    return set(unique[:count])
+
+
+def rebuild_cache(folder: str | os.PathLike) -> dict[str, Any]:
+    """Writes ``CORRECTIONS/cache`` and ``corrections.json`` from the lesion files; returns the summary."""
+    from ..training.dataset import SPLITS, write_patch_cache
+
+    folder = Path(folder)
+    corrections = read_corrections(folder)
+    cache = folder / CACHE_DIR
+    if not corrections:
+        if cache.exists():
+            import shutil
+
+            shutil.rmtree(cache)
+        summary = {"lesions": 0}
+        write_text_atomic(folder / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n", SUMMARY_FILE, overwrite=True)
+        return summary
+    names = [x.term for x in corrections[0][1].labels]
+    for ids, result in corrections:
+        if [x.term for x in result.labels] != names:
+            raise LesaNetError(f"corrections {str(folder)!r}: lesion {ids['lesion_id']!r} comes from a model with "
+                               f"another label list; keep one folder per model")
+    patients = [str(ids.get("patient_id") or ids["lesion_id"]) for ids, _ in corrections]
+    held_out = held_out_patients(patients)
+    images = np.stack([np.clip(np.rint(r.patch_image), 0, 255).astype(np.uint8) for _, r in corrections])
+    vectors = [label_vectors(r) for _, r in corrections]
+    arrays = {
+        "boxes": np.stack([np.asarray(r.patch_box, dtype=np.float32) for _, r in corrections]),
+        "targets": np.stack([v[0] for v in vectors]),
+        "valid": np.stack([v[1] for v in vectors]),
+        "reliable": np.stack([v[2] for v in vectors]),
+        "lesion_idx": np.arange(len(corrections), dtype=np.int64),
+        "patient": np.array([_stable(p) % (2**62) for p in patients], dtype=np.int64),
+        "split": np.array([SPLITS.index("val" if p in held_out else "train") for p in patients], dtype=np.int8),
+    }
+    classes = [x.label_class for x in corrections[0][1].labels]
+    models = sorted({r.model for _, r in corrections})
+    meta = {"label_names": names, "label_classes": classes, "ontology_digest": "", "label_ontology": None,
+            "source": str(folder), "counts": {"train": int((arrays["split"] == 0).sum()),
+                                              "val": int((arrays["split"] == 1).sum())},
+            "corrections": {"models": models, "lesion_ids": [ids["lesion_id"] for ids, _ in corrections]}}
+    write_patch_cache(cache, images, arrays, meta, overwrite=True)
+    readers = sorted({r.reader for _, r in corrections if r.reader})
+    summary = {"lesions": len(corrections), "models": models, "readers": readers, "label_names": names,
+               "counts": meta["counts"],
+               "statuses": {s: sum(r.review_status == s for _, r in corrections) for s in TRAINING_STATUSES}}
+    write_text_atomic(folder / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n", SUMMARY_FILE, overwrite=True)
+    return summary

@@ -1,0 +1,159 @@
+"""``lesanet finetune``: a checkpoint trained further on a reader's corrections, thresholds recalibrated.
+
+The child starts from the parent's weights (same architecture and label list) and trains with the paper's loss on
+the corrections' training part, optionally mixed with the original training data so it does not forget what the
+corrections do not show; every epoch is validated on the corrections' held-out part (see
+:mod:`.corrections`), whose scores calibrate the thresholds, and the best epoch is kept. A small learning rate and
+few epochs suit a few hundred corrections; both are options.
+
+RUN/best.pt is self-describing as every checkpoint is, and records its parent (path and digest), the corrections
+(folder, lesions, readers) and the mixed data in ``metrics["finetune"]``; it carries the parent's label ontology.
+RUN/comparison.json holds parent and child on the held-out corrections: per label and mean per-class precision,
+recall and F1, each model with its own thresholds and the ontology-consistent decisions the Annotator makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LesaNetError, invalid
+from ..fileio import write_text_atomic
+
+DEFAULT_EPOCHS = 6
+DEFAULT_LR = 0.002
+DEFAULT_BATCH = 16
+
+
+def _mixed_cache(corrections: Any, data: Any, ratio: float) -> Any:
+    """The corrections with (up to ``ratio`` times as many) training lesions of ``data`` added to their train part."""
+    from ..training.dataset import SPLITS, PatchCache
+
+    if data.label_names != corrections.label_names:
+        raise invalid("--data", "must have the model's label list to be mixed with its corrections",
+                      f"{len(data.label_names)} labels")
+    rows = data.rows("train")
+    count = min(len(rows), int(round(ratio * len(corrections.rows("train")))))
+    chosen = np.sort(np.random.default_rng(0).choice(rows, size=count, replace=False)) if count else rows[:0]
+    arrays = {}
+    for name, array in corrections.arrays.items():
+        extra = np.asarray(data.arrays[name][chosen])
+        if name == "split":
+            extra = np.full(count, SPLITS.index("train"), dtype=array.dtype)
+        if name == "lesion_idx":
+            extra = extra + int(np.max(array)) + 1
+        arrays[name] = np.concatenate([np.asarray(array), extra.astype(np.asarray(array).dtype)])
+    meta = dict(corrections.meta, mixed={"source": data.path, "lesions": int(count)})
+    return PatchCache(arrays=arrays, meta=meta, path=f"{corrections.path} + {count} lesions of {data.path}")
+
+
+def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: str | os.PathLike, *,
+             data: str | os.PathLike | None = None, mix_ratio: float = 1.0, epochs: int = DEFAULT_EPOCHS,
+             lr: float = DEFAULT_LR, batch_size: int = DEFAULT_BATCH, device: str = "cpu", seed: int = 0,
+             progress: bool = True) -> dict[str, Any]:
+    """Fine-tunes ``model`` on ``corrections`` into ``out_dir`` (see the module docstring); returns a summary.
+
+    Raises:
+        LesaNetError: a corrections folder without a cache, without a held-out part, from another label list;
+            bad options; an ``out_dir`` that already holds a run.
+    """
+    from ..training import TrainConfig, load_checkpoint, open_patch_cache, train
+    from ..training.checkpoint import build_model, checkpoint_digest, save_checkpoint
+
+    if not isinstance(epochs, int) or epochs < 1:
+        raise invalid("--epochs", "must be an integer >= 1", epochs)
+    if not lr > 0:
+        raise invalid("--lr", "must be > 0", lr)
+    if not mix_ratio >= 0:
+        raise invalid("--mix-ratio", "must be >= 0", mix_ratio)
+    parent = load_checkpoint(model)
+    cache = open_patch_cache(Path(corrections))
+    if cache.label_names != list(parent.label_names):
+        raise invalid("--corrections", "must be corrections of this model's labels (same label list)",
+                      f"{len(cache.label_names)} labels vs the model's {len(parent.label_names)}")
+    if len(cache.rows("val")) == 0:
+        raise invalid("--corrections", "must have a held-out part to recalibrate on (corrections of at least two "
+                      "patients)", f"{len(cache.rows('train'))} lesions, all in training")
+    cache = replace(cache, meta=dict(cache.meta, label_ontology=parent.label_ontology,
+                                     ontology_digest=parent.ontology_digest))
+    if data is not None:
+        cache = _mixed_cache(cache, open_patch_cache(data), mix_ratio)
+    config = TrainConfig(arch=parent.arch, epochs=epochs, batch_size=batch_size, lr=lr, lr_step_epoch=epochs,
+                         seed=seed, device=device, workers=0, eval_batch_size=64, drop_last=False, amp="off")
+    out_dir = Path(out_dir)
+
+    def from_parent(arch: str, num_labels: int) -> Any:
+        return build_model(parent, device="cpu")
+
+    summary = train(config, cache, out_dir, progress=progress, model_factory=from_parent)
+    child = load_checkpoint(out_dir / "best.pt")
+    provenance = {
+        "parent": str(Path(model).resolve()), "parent_digest": checkpoint_digest(parent),
+        "corrections": str(Path(corrections).resolve()), "lesions": int(len(cache.rows("train"))
+                                                                         + len(cache.rows("val"))),
+        "held_out": int(len(cache.rows("val"))), "mixed": cache.meta.get("mixed"),
+        "readers": _readers(Path(corrections)),
+    }
+    child_model = build_model(child, device="cpu")
+    save_checkpoint(out_dir / "best.pt", child_model, arch=child.arch, label_names=child.label_names,
+                    label_classes=child.label_classes, ontology_digest=child.ontology_digest,
+                    preprocessing=child.preprocessing, thresholds=child.thresholds, train_config=child.train_config,
+                    metrics={**child.metrics, "finetune": provenance}, epoch=child.epoch,
+                    label_ontology=child.label_ontology, overwrite=True)
+    comparison = compare_on_held_out(parent, load_checkpoint(out_dir / "best.pt"), open_patch_cache(corrections))
+    write_text_atomic(out_dir / "comparison.json", json.dumps(comparison, indent=1) + "\n", "comparison.json",
+                      overwrite=True)
+    return {"train": summary, "provenance": provenance, "comparison": comparison, "checkpoint": str(out_dir / "best.pt")}
+
+
+def _readers(folder: Path) -> list[str]:
+    path = folder / "corrections.json"
+    return list(json.loads(path.read_text(encoding="utf-8")).get("readers", [])) if path.is_file() else []
+
+
+def model_scores(checkpoint: Any, cache: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, consistent decisions) of a checkpoint on a cache split, as the Annotator decides."""
+    from ..annotate import label_ontology_for
+    from ..ontology import decide
+    from ..training import predict
+    from ..training.checkpoint import build_model
+    from ..training.dataset import PatchDataset
+
+    model = build_model(checkpoint, device="cpu")
+    scores = predict(model, PatchDataset(cache, split), batch_size=64, device="cpu")
+    names = list(checkpoint.label_names)
+    ontology = label_ontology_for(checkpoint)
+    limits = dict(zip(names, (float(t) for t in checkpoint.thresholds), strict=True))
+    decisions = np.zeros(scores.shape, dtype=bool)
+    for row, values in enumerate(scores):
+        kept = decide(ontology, dict(zip(names, (float(v) for v in values), strict=True)), limits)
+        decisions[row] = [name in kept for name in names]
+    return scores, decisions
+
+
+def compare_on_held_out(parent: Any, child: Any, cache: Any, split: str = "val") -> dict[str, Any]:
+    """Parent and child on a split of the corrections: per-label and mean per-class P / R / F1."""
+    from ..evaluation.metrics import mean_per_class, per_label_metrics
+    from ..training.dataset import split_arrays
+
+    labels = split_arrays(cache, split)
+    targets, valid = labels["targets"] > 0, labels["valid"]
+    out: dict[str, Any] = {"split": split, "lesions": int(len(targets)), "labels": {}}
+    for name, checkpoint in (("parent", parent), ("child", child)):
+        scores, decisions = model_scores(checkpoint, cache, split)
+        metrics = per_label_metrics(scores, targets, valid, np.asarray(checkpoint.thresholds), predictions=decisions)
+        out[name] = {key: (None if value != value else float(value)) for key, value in mean_per_class(metrics).items()}
+        for index, term in enumerate(cache.label_names):
+            if metrics["positives"][index] == 0 and metrics["predicted"][index] == 0:
+                continue
+            entry = out["labels"].setdefault(term, {"positives": int(metrics["positives"][index])})
+            entry[name] = {k: None if np.isnan(metrics[k][index]) else float(metrics[k][index])
+                           for k in ("precision", "recall", "f1")}
+    if not out["labels"]:
+        raise LesaNetError(f"corrections: the {split} part must have labelled lesions to compare on, but has none")
+    return out
