@@ -54,7 +54,12 @@ if UNSUPPORTED is None:
     paths.ensureCoreImportable()
 
     from LesaNetSlicerLib.logic import AnnotationSettings, LesaNetLogic
-    from slicer import vtkMRMLMarkupsLineNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode
+    from slicer import (
+        vtkMRMLMarkupsLineNode,
+        vtkMRMLMarkupsROINode,
+        vtkMRMLScalarVolumeNode,
+        vtkMRMLTableNode,
+    )
     from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
     @parameterNodeWrapper
@@ -66,6 +71,9 @@ if UNSUPPORTED is None:
         shortAxis - optional with a long-axis line: the short axis.
         modelPath, indexPath - checkpoint and reference index; empty for the shipped demo model and index.
         retrieval, device, thresholdOffset, topK - see ``LesaNetSlicerLib.logic.AnnotationSettings``.
+        reader - the reviewing reader's name (Family^Given), saved with each verdict.
+        worklistPath, correctionsPath, reviewTable - the worklist under review, where corrections go, and the
+            review's table node (``LesaNetSlicerLib.review``).
         """
 
         inputVolume: vtkMRMLScalarVolumeNode
@@ -77,6 +85,10 @@ if UNSUPPORTED is None:
         device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
         thresholdOffset: Annotated[float, WithinRange(-0.5, 0.5)] = 0.0
         topK: Annotated[int, WithinRange(0, 20)] = 5
+        reader: str = ""
+        worklistPath: str = ""
+        correctionsPath: str = ""
+        reviewTable: vtkMRMLTableNode
 
     _LogicBase = LesaNetLogic
 else:
@@ -180,7 +192,13 @@ class LesaNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self._onPathEdited)
         self.ui.indexPathLineEdit.connect("currentPathChanged(QString)", self._onPathEdited)
 
+        self.ui.worklistPathLineEdit.connect("currentPathChanged(QString)", self._onPathEdited)
+        self.ui.correctionsPathLineEdit.connect("currentPathChanged(QString)", self._onPathEdited)
+
         self.initializeParameterNode()
+        from LesaNetSlicerLib.reviewpanel import ReviewController
+
+        self.review = ReviewController(self)
         self._updateDependencyLabel()
 
     def cleanup(self) -> None:
@@ -255,7 +273,7 @@ class LesaNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        for lineEdit, value in ((self.ui.modelPathLineEdit, p.modelPath), (self.ui.indexPathLineEdit, p.indexPath)):
+        for lineEdit, value in self._pathEdits():
             if lineEdit.currentPath != value:
                 lineEdit.currentPath = value
         lesion = p.lesion
@@ -263,12 +281,23 @@ class LesaNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if lesionID != self._shownLesionID:  # results follow the selected lesion
             self._shownLesionID = lesionID
             self.controller.showLesion(lesion)
+            if getattr(self, "review", None) is not None:
+                self.review.refresh()
         self._checkCanApply()
+
+    def _pathEdits(self) -> list:
+        """The path fields kept by hand (parameterNodeWrapper binds ctkPathLineEdit to pathlib paths only)."""
+        p = self._parameterNode
+        return [(self.ui.modelPathLineEdit, p.modelPath), (self.ui.indexPathLineEdit, p.indexPath),
+                (self.ui.worklistPathLineEdit, p.worklistPath), (self.ui.correctionsPathLineEdit, p.correctionsPath)]
 
     def _onPathEdited(self, *args) -> None:
         if self._parameterNode:
-            self._parameterNode.modelPath = self.ui.modelPathLineEdit.currentPath
-            self._parameterNode.indexPath = self.ui.indexPathLineEdit.currentPath
+            p = self._parameterNode
+            p.modelPath = self.ui.modelPathLineEdit.currentPath
+            p.indexPath = self.ui.indexPathLineEdit.currentPath
+            p.worklistPath = self.ui.worklistPathLineEdit.currentPath
+            p.correctionsPath = self.ui.correctionsPathLineEdit.currentPath
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode

@@ -4,6 +4,7 @@ Every lesion a reader accepts or corrects is written as it is reviewed::
 
     CORRECTIONS/lesions/ID.json   the lesion's JSON report with its patch, the model's labels, the reader's
                                   accepted set, review status and reader
+    CORRECTIONS/lesions/ID.npz    its training row (uint8 patch, box, label vectors, ids), what the cache is made of
     CORRECTIONS/cache/            a patch cache (:mod:`LesaNetCore.training.dataset`) of all of them, rebuilt on
                                   every write, so ``lesanet train --data CORRECTIONS`` reads it as a prepared
                                   data folder
@@ -63,31 +64,47 @@ def write_correction(folder: str | os.PathLike, result: Any, lesion_id: str, pat
     folder = Path(folder)
     path = correction_file(folder, lesion_id)
     if result.review_status not in TRAINING_STATUSES:
-        if path.exists():
-            path.unlink()
+        removed = [f for f in (path, path.with_suffix(".npz")) if f.exists()]
+        for file in removed:
+            file.unlink()
+        if removed:
             rebuild_cache(folder)
         return None
     if result.patch_image is None or result.patch_box is None:
         raise invalid(f"lesion {lesion_id!r}", "must carry the patch the model saw to become training data", None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    named = replace(result, volume_source=result.volume_source or lesion_id)
-    payload = {"lesion_id": lesion_id, "patient_id": patient_id or lesion_id}
-    write_json_report([named], path, overwrite=True)
-    path.with_suffix(".id").write_text(json.dumps(payload), encoding="utf-8")
+    write_json_report([replace(result, volume_source=result.volume_source or lesion_id)], path, overwrite=True)
+    targets, valid, reliable = label_vectors(result)
+    row = path.with_suffix(".npz")
+    with open(row.with_name(f".{row.name}.part"), "wb") as handle:  # the training row: what the cache is made of
+        np.savez(handle, image=np.clip(np.rint(result.patch_image), 0, 255).astype(np.uint8),
+                 box=np.asarray(result.patch_box, dtype=np.float32), targets=targets, valid=valid, reliable=reliable,
+                 labels=np.array([x.term for x in result.labels]), classes=np.array([x.label_class for x in
+                                                                                      result.labels]),
+                 ids=np.array([lesion_id, patient_id or lesion_id, result.model, result.reader,
+                               result.review_status]))
+    os.replace(row.with_name(f".{row.name}.part"), row)
     rebuild_cache(folder)
     return path
 
 
 def read_corrections(folder: str | os.PathLike) -> list[tuple[dict, Any]]:
-    """(ids, result) of every correction in the folder, in lesion-file order."""
+    """(ids, result) of every correction in the folder (its JSON reports), in file order."""
     from ..report import read_json_report
 
     out = []
     for path in sorted((Path(folder) / LESIONS_DIR).glob("*.json")):
-        ids_file = path.with_suffix(".id")
-        ids = json.loads(ids_file.read_text(encoding="utf-8")) if ids_file.is_file() else {"lesion_id": path.stem}
+        rows = _read_row(path.with_suffix(".npz"))
+        ids = {"lesion_id": rows["ids"][0], "patient_id": rows["ids"][1]} if rows else {"lesion_id": path.stem}
         out.append((ids, read_json_report(path)[0]))
     return out
+
+
+def _read_row(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
 
 
 def label_vectors(result: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,13 +129,13 @@ def held_out_patients(patients: list[str]) -> set[str]:
 
 
 def rebuild_cache(folder: str | os.PathLike) -> dict[str, Any]:
-    """Writes ``CORRECTIONS/cache`` and ``corrections.json`` from the lesion files; returns the summary."""
+    """Writes ``CORRECTIONS/cache`` and ``corrections.json`` from the lesions' training rows; returns the summary."""
     from ..training.dataset import SPLITS, write_patch_cache
 
     folder = Path(folder)
-    corrections = read_corrections(folder)
+    rows = [r for r in (_read_row(p) for p in sorted((folder / LESIONS_DIR).glob("*.npz"))) if r is not None]
     cache = folder / CACHE_DIR
-    if not corrections:
+    if not rows:
         if cache.exists():
             import shutil
 
@@ -126,34 +143,32 @@ def rebuild_cache(folder: str | os.PathLike) -> dict[str, Any]:
         summary = {"lesions": 0}
         write_text_atomic(folder / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n", SUMMARY_FILE, overwrite=True)
         return summary
-    names = [x.term for x in corrections[0][1].labels]
-    for ids, result in corrections:
-        if [x.term for x in result.labels] != names:
-            raise LesaNetError(f"corrections {str(folder)!r}: lesion {ids['lesion_id']!r} comes from a model with "
+    names = rows[0]["labels"].tolist()
+    for row in rows:
+        if row["labels"].tolist() != names:
+            raise LesaNetError(f"corrections {str(folder)!r}: lesion {str(row['ids'][0])!r} comes from a model with "
                                f"another label list; keep one folder per model")
-    patients = [str(ids.get("patient_id") or ids["lesion_id"]) for ids, _ in corrections]
+    lesion_ids = [str(r["ids"][0]) for r in rows]
+    patients = [str(r["ids"][1]) for r in rows]
     held_out = held_out_patients(patients)
-    images = np.stack([np.clip(np.rint(r.patch_image), 0, 255).astype(np.uint8) for _, r in corrections])
-    vectors = [label_vectors(r) for _, r in corrections]
     arrays = {
-        "boxes": np.stack([np.asarray(r.patch_box, dtype=np.float32) for _, r in corrections]),
-        "targets": np.stack([v[0] for v in vectors]),
-        "valid": np.stack([v[1] for v in vectors]),
-        "reliable": np.stack([v[2] for v in vectors]),
-        "lesion_idx": np.arange(len(corrections), dtype=np.int64),
+        "boxes": np.stack([r["box"] for r in rows]),
+        "targets": np.stack([r["targets"] for r in rows]),
+        "valid": np.stack([r["valid"] for r in rows]),
+        "reliable": np.stack([r["reliable"] for r in rows]),
+        "lesion_idx": np.arange(len(rows), dtype=np.int64),
         "patient": np.array([_stable(p) % (2**62) for p in patients], dtype=np.int64),
         "split": np.array([SPLITS.index("val" if p in held_out else "train") for p in patients], dtype=np.int8),
     }
-    classes = [x.label_class for x in corrections[0][1].labels]
-    models = sorted({r.model for _, r in corrections})
-    meta = {"label_names": names, "label_classes": classes, "ontology_digest": "", "label_ontology": None,
-            "source": str(folder), "counts": {"train": int((arrays["split"] == 0).sum()),
-                                              "val": int((arrays["split"] == 1).sum())},
-            "corrections": {"models": models, "lesion_ids": [ids["lesion_id"] for ids, _ in corrections]}}
-    write_patch_cache(cache, images, arrays, meta, overwrite=True)
-    readers = sorted({r.reader for _, r in corrections if r.reader})
-    summary = {"lesions": len(corrections), "models": models, "readers": readers, "label_names": names,
-               "counts": meta["counts"],
-               "statuses": {s: sum(r.review_status == s for _, r in corrections) for s in TRAINING_STATUSES}}
+    models = sorted({str(r["ids"][2]) for r in rows})
+    counts = {"train": int((arrays["split"] == 0).sum()), "val": int((arrays["split"] == 1).sum())}
+    meta = {"label_names": names, "label_classes": rows[0]["classes"].tolist(), "ontology_digest": "",
+            "label_ontology": None, "source": str(folder), "counts": counts,
+            "corrections": {"models": models, "lesion_ids": lesion_ids}}
+    write_patch_cache(cache, np.stack([r["image"] for r in rows]), arrays, meta, overwrite=True)
+    statuses = [str(r["ids"][4]) for r in rows]
+    summary = {"lesions": len(rows), "models": models, "readers": sorted({str(r["ids"][3]) for r in rows} - {""}),
+               "label_names": names, "counts": counts,
+               "statuses": {s: statuses.count(s) for s in TRAINING_STATUSES}}
     write_text_atomic(folder / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n", SUMMARY_FILE, overwrite=True)
     return summary

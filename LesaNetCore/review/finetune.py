@@ -6,14 +6,17 @@ corrections do not show; every epoch is validated on the corrections' held-out p
 :mod:`.corrections`), whose scores calibrate the thresholds, and the best epoch is kept. A small learning rate and
 few epochs suit a few hundred corrections; both are options.
 
-RUN/best.pt is self-describing as every checkpoint is, and records its parent (path and digest), the corrections
-(folder, lesions, readers) and the mixed data in ``metrics["finetune"]``; it carries the parent's label ontology.
+RUN/best.pt is the last epoch (a few dozen held-out lesions are too few to choose an epoch by), with thresholds
+recalibrated on the corrections (:func:`recalibrated_thresholds`). It is self-describing as every checkpoint is,
+and records its parent (path and digest), the corrections (folder, lesions, readers) and the mixed data in
+``metrics["finetune"]``; it carries the parent's label ontology.
 RUN/comparison.json holds parent and child on the held-out corrections: per label and mean per-class precision,
 recall and F1, each model with its own thresholds and the ontology-consistent decisions the Annotator makes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import replace
@@ -28,6 +31,7 @@ from ..fileio import write_text_atomic
 DEFAULT_EPOCHS = 6
 DEFAULT_LR = 0.002
 DEFAULT_BATCH = 16
+MIN_HELD_OUT_POSITIVES = 3
 
 
 def _mixed_cache(corrections: Any, data: Any, ratio: float) -> Any:
@@ -88,10 +92,12 @@ def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: 
     out_dir = Path(out_dir)
 
     def from_parent(arch: str, num_labels: int) -> Any:
-        return build_model(parent, device="cpu")
+        return frozen_batchnorm(build_model(parent, device="cpu"))
 
     summary = train(config, cache, out_dir, progress=progress, model_factory=from_parent)
-    child = load_checkpoint(out_dir / "best.pt")
+    # The last epoch, not the one that scored best on the held-out part: a few dozen held-out lesions make the
+    # per-epoch F1 too noisy to choose by (it chose the first epoch, before the convention was learnt).
+    child = load_checkpoint(out_dir / "last.pt")
     provenance = {
         "parent": str(Path(model).resolve()), "parent_digest": checkpoint_digest(parent),
         "corrections": str(Path(corrections).resolve()), "lesions": int(len(cache.rows("train"))
@@ -100,15 +106,72 @@ def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: 
         "readers": _readers(Path(corrections)),
     }
     child_model = build_model(child, device="cpu")
+    thresholds = recalibrated_thresholds(parent, child, open_patch_cache(Path(corrections)))
+    child = replace(child, thresholds=thresholds)
+    provenance["recalibrated_labels"] = int(sum(a != b for a, b in zip(thresholds, parent.thresholds, strict=True)))
     save_checkpoint(out_dir / "best.pt", child_model, arch=child.arch, label_names=child.label_names,
                     label_classes=child.label_classes, ontology_digest=child.ontology_digest,
-                    preprocessing=child.preprocessing, thresholds=child.thresholds, train_config=child.train_config,
-                    metrics={**child.metrics, "finetune": provenance}, epoch=child.epoch,
+                    preprocessing=child.preprocessing, thresholds=thresholds, train_config=child.train_config,
+                    metrics={**{k: v for k, v in child.metrics.items()}, "finetune": provenance}, epoch=child.epoch,
                     label_ontology=child.label_ontology, overwrite=True)
     comparison = compare_on_held_out(parent, load_checkpoint(out_dir / "best.pt"), open_patch_cache(corrections))
     write_text_atomic(out_dir / "comparison.json", json.dumps(comparison, indent=1) + "\n", "comparison.json",
                       overwrite=True)
     return {"train": summary, "provenance": provenance, "comparison": comparison, "checkpoint": str(out_dir / "best.pt")}
+
+
+def frozen_batchnorm(model: Any) -> Any:
+    """The model with its BatchNorm layers kept in evaluation mode (its scale and shift still learn).
+
+    A few hundred corrections come in batches of 16: their batch statistics are noisy, and updating the running
+    means and variances from them shifts every layer's input away from what the rest of the network was trained on.
+    Fine-tuning on small data therefore normalises with the parent's statistics. The layers' class becomes a
+    BatchNorm2d whose ``train()`` stays in evaluation mode, so the state dict (and the saved child) is unchanged.
+    """
+    from torch import nn
+
+    frozen = _evaluating_batchnorm_class()
+    for module in model.modules():
+        if type(module) is nn.BatchNorm2d:
+            module.__class__ = frozen
+            module.eval()
+    return model
+
+
+@functools.lru_cache(maxsize=1)
+def _evaluating_batchnorm_class():
+    from torch import nn
+
+    class EvaluatingBatchNorm2d(nn.BatchNorm2d):
+        """BatchNorm2d that normalises with its running statistics even while the network trains."""
+
+        def train(self, mode: bool = True):
+            return super().train(False)
+
+    return EvaluatingBatchNorm2d
+
+
+def recalibrated_thresholds(parent: Any, child: Any, cache: Any, minimum: int = MIN_HELD_OUT_POSITIVES) -> list:
+    """Thresholds for the child, fitted to the corrections (the paper's F1-maximising grid).
+
+    Per label: calibrated on the held-out corrections where they have ``minimum`` positives; else on all the
+    corrections (training and held-out) where those have as many (a threshold fitted to one or two held-out
+    lesions is noise, and the parent's was set for labels the reader has just corrected); else the parent's.
+    """
+    from ..evaluation.metrics import calibrate_thresholds
+    from ..training.dataset import split_arrays
+
+    out = [float(t) for t in parent.thresholds]
+    for split in ("all", "val"):  # held-out calibration wins where it is possible
+        splits = ("train", "val") if split == "all" else ("val",)
+        scores = np.concatenate([model_scores(child, cache, s)[0] for s in splits])
+        labels = [split_arrays(cache, s) for s in splits]
+        targets = np.concatenate([x["targets"] for x in labels]) > 0
+        valid = np.concatenate([x["valid"] for x in labels])
+        fitted = calibrate_thresholds(scores, targets, valid)
+        enough = (targets & valid).sum(axis=0) >= minimum
+        out = [float(f) if ok else t for f, ok, t in zip(fitted, enough, out, strict=True)]
+    return out
 
 
 def _readers(folder: Path) -> list[str]:

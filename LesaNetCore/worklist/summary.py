@@ -103,7 +103,8 @@ def summary_rows(results: Sequence[Any], lesion_ids: Sequence[str], items: Seque
 
 def write_summary(results: Sequence[Any], lesion_ids: Sequence[str], out_dir: str | os.PathLike,
                   items: Sequence[Any] | None = None) -> list[Path]:
-    """Writes summary.csv, and agreement.csv with agreement.png when a lesion was reviewed; returns the paths."""
+    """Writes summary.csv, and agreement.csv with agreement.png (where matplotlib is installed) when a lesion was
+    reviewed; returns the paths."""
     out_dir = Path(out_dir)
     written = [write_text_atomic(out_dir / "summary.csv", _csv(SUMMARY_COLUMNS, summary_rows(results, lesion_ids,
                                                                                          items)),
@@ -116,7 +117,10 @@ def write_summary(results: Sequence[Any], lesion_ids: Sequence[str], out_dir: st
         written.append(write_text_atomic(out_dir / "agreement.csv",
                                          _csv(("term", "tp", "fp", "fn", "precision", "recall"), table),
                                          "agreement.csv", overwrite=True))
-        written.append(plot_agreement(rows, out_dir / "agreement.png", len(reviewed(results))))
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is not None:  # Slicer's own Python may lack it: tables only
+            written.append(plot_agreement(rows, out_dir / "agreement.png", len(reviewed(results))))
     return written
 
 

@@ -367,6 +367,34 @@ class LesaNetLogic(ScriptedLoadableModuleLogic):
             tables.updateAcceptedColumn(tableNode, edited.accepted, edited.top_finding())
         return edited
 
+    def setReview(self, lesionNode: Any, status: str, reader: str = "") -> AnnotationResult:
+        """Records a reader's verdict on the lesion's result and table node (see ``review``)."""
+        record = self.record(lesionNode)
+        if record is None:
+            raise invalid("lesion", "must have been annotated before it is reviewed",
+                          lesionNode.GetName() if lesionNode is not None else None)
+        record.result = record.result.reviewed(status, reader)
+        tableNode = self.scene.GetNodeByID(record.tableNodeID)
+        if tableNode is not None:
+            tables.updateReview(tableNode, status, reader)
+        return record.result
+
+    def writeCorrection(self, lesionNode: Any, folder: str | os.PathLike, lesionId: str,
+                        patientId: str = "") -> Path | None:
+        """Keeps the reviewed lesion as training data in ``folder`` (``LesaNetCore.review.corrections``).
+
+        Raises:
+            LesaNetError: the lesion has no result, or its result lost its patch (a result rebuilt from a reopened
+                scene carries none: annotate the lesion again).
+        """
+        from LesaNetCore.review import write_correction
+
+        result = self.resultFor(lesionNode)
+        if result is None:
+            raise invalid("lesion", "must have been annotated before it becomes training data",
+                          lesionNode.GetName() if lesionNode is not None else None)
+        return write_correction(folder, result, lesionId, patientId)
+
     # ---------------------------------------------------------------------------------------------- export
     def startExport(self, result: AnnotationResult, path: str | os.PathLike | None = None, *,
                     suffix: str = ".json", overwrite: bool = False, volumeNode: Any = None) -> Task:

@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from LesaNetCore.imaging.patch import display_window
-from LesaNetCore.result import LABEL_CLASSES, AnnotationResult, LabelScore
+from LesaNetCore.result import LABEL_CLASSES, AnnotationResult, LabelScore, SimilarLesion
 
 from .qtcompat import QtCore, QtGui, QtWidgets, pixmapFromGrey
 
 CLASS_TITLES = {"bodypart": "Body part", "type": "Type", "attribute": "Attributes"}
 BAR_WIDTH, BAR_HEIGHT = 150, 12
 THUMBNAIL_SIZE = 96
+FULL_SIZE = 360
 _POSITIVE, _NEGATIVE, _BACKGROUND, _TICK = "#2e8b57", "#9a9a9a", "#e4e4e4", "#d62728"
 EXPORT_SUFFIXES = ((".dcm", "Export SR"), (".json", "Export JSON"), (".md", "Export Markdown"))
 
@@ -53,6 +54,7 @@ class ResultsPanel:
         self._checkBoxes: dict[str, object] = {}
         self._updating = False
         self._inputDescription = ""
+        self.similarDialogs: list = []
         layout = QtWidgets.QVBoxLayout(self.widget)
         layout.setContentsMargins(0, 0, 0, 0)
 
@@ -292,9 +294,44 @@ class ResultsPanel:
                     label.setWordWrap(True)
                     label.setMaximumWidth(THUMBNAIL_SIZE + 60)
                     cardLayout.addWidget(label)
+            view = QtWidgets.QPushButton("View")
+            view.setToolTip("Open this reference lesion at full size beside this lesion's patch")
+            view.clicked.connect(lambda *_, item=lesion: self.openSimilar(item))
+            cardLayout.addWidget(view)
             card.setToolTip(f"patient {lesion.patient_id}")
             self.galleryLayout.addWidget(card)
         self.galleryLayout.addStretch(1)
+
+    def openSimilar(self, lesion: SimilarLesion):
+        """A window with the reference lesion at full size beside this lesion's patch, for comparison."""
+        dialog = QtWidgets.QDialog(self.widget)
+        dialog.setWindowTitle(f"Similar lesion {lesion.lesion_id} (distance {lesion.distance:.3f})")
+        layout = QtWidgets.QGridLayout(dialog)
+        images = [("This lesion", _patchWithBox(self._result.patch_image, self._result.patch_box)
+                   if self._result is not None and self._result.patch_image is not None else None),
+                  (f"Reference lesion {lesion.lesion_id} (patient {lesion.patient_id})",
+                   display_window(lesion.thumbnail) if lesion.thumbnail is not None else None)]
+        for column, (title, image) in enumerate(images):
+            layout.addWidget(QtWidgets.QLabel(f"<b>{title}</b>"), 0, column)
+            picture = QtWidgets.QLabel()
+            if image is not None:
+                picture.setPixmap(pixmapFromGrey(image).scaled(FULL_SIZE, FULL_SIZE, QtCore.Qt.KeepAspectRatio,
+                                                               QtCore.Qt.SmoothTransformation))
+            else:
+                picture.setText("(no image)")
+            layout.addWidget(picture, 1, column)
+        mine = ", ".join(self._result.most_specific(x.term for x in self._result.accepted_labels())) \
+            if self._result is not None else ""
+        for column, text in enumerate((f"Labels: {mine}", f"Labels: {', '.join(lesion.labels)}")):
+            label = QtWidgets.QLabel(text)
+            label.setWordWrap(True)
+            layout.addWidget(label, 2, column)
+        sentence = QtWidgets.QLabel(f"Report: {lesion.sentence}" if lesion.sentence else "")
+        sentence.setWordWrap(True)
+        layout.addWidget(sentence, 3, 1)
+        dialog.show()
+        self.similarDialogs.append(dialog)
+        return dialog
 
     # ------------------------------------------------------------------------------------------- events
     def _onToggled(self, term: str, checked: bool) -> None:
@@ -315,6 +352,20 @@ class ResultsPanel:
         self.addComboBox.setEnabled(enabled)
         self.addButton.setEnabled(enabled)
         self.showAllCheckBox.setEnabled(enabled)
+
+
+def _patchWithBox(patch, box):
+    """The patch's middle channel in a soft-tissue window, with the lesion box drawn white."""
+    import numpy as np
+
+    image = display_window(np.asarray(patch)[1]).copy()
+    if box is not None:
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        h, w = image.shape
+        x1, x2, y1, y2 = max(0, x1), min(w - 1, x2), max(0, y1), min(h - 1, y2)
+        image[y1, x1:x2 + 1] = image[y2, x1:x2 + 1] = 255
+        image[y1:y2 + 1, x1] = image[y1:y2 + 1, x2] = 255
+    return image
 
 
 def _property(widget, name: str):

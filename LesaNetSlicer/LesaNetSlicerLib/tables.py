@@ -4,7 +4,8 @@ One row per label, columns ``term``, ``class``, ``score``, ``threshold``, ``deci
 ``accepted`` (the reader's, 0/1), grouped by class and sorted by score as the panel shows them; the table is
 readable (and editable: the ``accepted`` column) in Slicer's Tables module. The rest of the result (location,
 RECIST end points, similar lesions, embedding, model) is kept as the project's JSON report of the lesion,
-without images, in the node's ``LesaNet.result`` attribute, which the scene file saves with the node. So a
+without images, in the node's ``LesaNet.result`` attribute, which the scene file saves with the node; a reader's
+verdict in ``LesaNet.reviewStatus`` and ``LesaNet.reader``. So a
 reopened scene gives back a result that can be edited and exported: ``readResult`` takes the JSON and applies
 the ``accepted`` column to it.
 
@@ -25,6 +26,8 @@ LESION_REFERENCE = "LesaNetLesion"
 VOLUME_REFERENCE = "LesaNetVolume"
 TABLE_REFERENCE = "LesaNetResults"
 RESULT_ATTRIBUTE = "LesaNet.result"
+REVIEW_STATUS_ATTRIBUTE = "LesaNet.reviewStatus"
+READER_ATTRIBUTE = "LesaNet.reader"
 
 
 def orderedLabels(result: AnnotationResult) -> list:
@@ -61,6 +64,7 @@ def writeResultsTable(tableNode: Any, result: AnnotationResult) -> None:
     tableNode.SetAttribute("LesaNet.topFinding", result.top_finding())
     tableNode.SetAttribute(RESULT_ATTRIBUTE, json.dumps(report_to_dict([result], include_images=False),
                                                         separators=(",", ":")))
+    updateReview(tableNode, result.review_status, result.reader)  # a new result starts without an old verdict
     tableNode.EndModify(wasModifying)
 
 
@@ -105,7 +109,15 @@ def readResult(tableNode: Any) -> AnnotationResult | None:
     (result,) = report_from_dict(json.loads(text), where=f"table {tableNode.GetName()!r}")
     accepted = {row["term"] for row in readTable(tableNode) if row["accepted"]}
     current = set(result.accepted)
-    return result.with_edits(accept=accepted - current, reject=current - accepted)
+    edited = result.with_edits(accept=accepted - current, reject=current - accepted)
+    status = tableNode.GetAttribute(REVIEW_STATUS_ATTRIBUTE) or ""
+    return edited.reviewed(status, tableNode.GetAttribute(READER_ATTRIBUTE) or "") if status else edited
+
+
+def updateReview(tableNode: Any, status: str, reader: str) -> None:
+    """Keeps a reader's verdict on the lesion's table node (saved with the scene)."""
+    tableNode.SetAttribute(REVIEW_STATUS_ATTRIBUTE, status)
+    tableNode.SetAttribute(READER_ATTRIBUTE, reader)
 
 
 def placeInSubjectHierarchy(tableNode: Any, volumeNode: Any) -> int:
