@@ -394,3 +394,15 @@ def test_torch_goes_through_the_real_pytorch_extension(layer, monkeypatch):
     monkeypatch.delitem(sys.modules, "PyTorchUtils", raising=False)
     dependencies.installTorch(Requirement("torch>=2.1,<3"))
     assert calls == [("light_the_torch", ["install", "torch<3,>=2.1", "torchvision"])]
+
+
+def test_the_modules_own_self_test_passes_and_skips_without_torch(layer, monkeypatch):
+    """What Reload and Test and the extensions build farm run (slicer.selfTests), on this Slicer's layer."""
+    import importlib.util
+    import unittest
+
+    layer.slicer.selfTests["LesaNetSlicer"](msec=10)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(unittest.SkipTest, match="torch is not installed"):
+        layer.slicer.selfTests["LesaNetSlicer"](msec=10)
