@@ -13,10 +13,17 @@ def add_parser(subparsers) -> None:
         "over 0.3..0.9), makes decisions consistent with the label ontology, and reports per-label and per-class "
         "averaged AUC, precision, recall and F1 by class and training frequency (uncertain entries left out), "
         "ACG@5 of test lesions retrieving training lesions of other patients, and the hand-labeled (or phantom "
-        "truth) set when given. Writes REPORT_DIR/report.json, report.md and PNG plots.",
+        "truth) set when given. Writes REPORT_DIR/report.json, report.md and PNG plots. With --corrections instead "
+        "of --data: compares a fine-tuned MODEL with its parent on the corrections' held-out lesions (the reader's "
+        "labels as truth) and writes REPORT_DIR/comparison.json, comparison.md and comparison.png.",
     )
     parser.add_argument("--model", required=True, metavar="CKPT", help="checkpoint")
-    parser.add_argument("--data", required=True, metavar="DATA_DIR", help="folder written by `lesanet prepare`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", metavar="DATA_DIR", help="folder written by `lesanet prepare`")
+    source.add_argument("--corrections", metavar="DIR", help="a corrections folder: compare MODEL with its parent "
+                        "on the held-out corrections")
+    parser.add_argument("--parent", metavar="CKPT", help="with --corrections: the parent (default: the one MODEL "
+                        "records from lesanet finetune)")
     parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="report folder")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="evaluated split (default test)")
     parser.add_argument("--hand-labeled", metavar="FILE", help="hand_labeled_dev.json or a phantom truth.json "
@@ -36,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from ._args import check_checkpoint_file
 
     check_checkpoint_file(args.model, "--model")
+    if args.corrections:
+        return _compare(args)
+    if args.parent:
+        from ..errors import invalid
+
+        raise invalid("--parent", "goes with --corrections (a parent is compared on corrections)", args.parent)
     hand = args.hand_labeled
     if hand is None and (Path(args.data) / TRUTH_FILE).is_file():
         hand = Path(args.data) / TRUTH_FILE
@@ -49,4 +62,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"threshold grid: the fine 0.01 grid {grid_verdict(fine - ref)} (test F1 {fine:.4f} vs reference "
               f"{ref:.4f}, raw thresholds)")
     print(f"wrote {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..review.compare import REPORT_MD, evaluate_corrections
+    from ._args import check_checkpoint_file
+
+    if args.parent:
+        check_checkpoint_file(args.parent, "--parent")
+    report = evaluate_corrections(args.model, args.corrections, args.out, parent=args.parent,
+                                  overwrite=args.overwrite)
+    print(f"{report['lesions']} held-out corrections")
+    for name in ("parent", "child"):
+        numbers = report[name]
+        print(f"{name:>6}: F1 {numbers.get('f1') or 0:.3f}, precision {numbers.get('precision') or 0:.3f}, "
+              f"recall {numbers.get('recall') or 0:.3f}")
+    print(f"wrote {Path(args.out) / REPORT_MD}")
     return 0

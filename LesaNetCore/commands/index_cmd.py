@@ -1,4 +1,4 @@
-"""``lesanet index build|search``: the similar-lesion reference index."""
+"""``lesanet index build|add|search``: the similar-lesion reference index."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "index",
-        help="build the reference index of a prepared split, or search it",
+        help="build the reference index of a prepared split, add reviewed lesions to it, or search it",
         description="build: embeds every lesion of a prepared split (default train) with the model and writes "
         "the index (lesion id = DL_info row, patient, labels, sentence, 64x64 thumbnail). search: prints the "
         "nearest reference lesions of a prepared lesion (--lesion) or of a box on a CT volume, never from the "
@@ -27,6 +27,19 @@ def add_parser(subparsers) -> None:
     build.add_argument("--overwrite", action="store_true", help="replace an existing index")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=run_build)
+
+    add = sub.add_parser("add", help="add a reader's reviewed lesions to an index without rebuilding it",
+                         description="Embeds the accepted and corrected lesions of a corrections folder with the "
+                         "index's model and adds them (the reader's labels, patient, thumbnail); lesions added "
+                         "before are updated where their labels changed. Writes INDEX_DIR in place (atomically) "
+                         "or a new --out folder.")
+    add.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder")
+    add.add_argument("--model", required=True, metavar="CKPT", help="the checkpoint that built the index")
+    add.add_argument("--corrections", required=True, metavar="DIR", help="corrections folder")
+    add.add_argument("--out", metavar="NEW_INDEX_DIR", help="write the grown index here (default: in place)")
+    add.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    add.add_argument("--quiet", action="store_true", help="no progress bars")
+    add.set_defaults(func=run_add)
 
     search = sub.add_parser("search", help="print the nearest reference lesions")
     search.add_argument("volume", nargs="?", metavar="VOLUME", help="CT volume (with --box-ijk or --box-lps)")
@@ -53,6 +66,18 @@ def run_build(args: argparse.Namespace) -> int:
                                   sentences=args.sentences, device=args.device, overwrite=args.overwrite,
                                   progress=not args.quiet)
     print(f"wrote {index!r} to {args.out}")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from ..review.reference import add_corrections_to_index
+    from ._args import check_checkpoint_file
+
+    check_checkpoint_file(args.model, "--model")
+    counts = add_corrections_to_index(args.index, args.model, args.corrections, out=args.out, device=args.device,
+                                      progress=not args.quiet)
+    print(f"{counts['added']} lesions added, {counts['updated']} updated, {counts['unchanged']} unchanged: "
+          f"{counts['total']} in {counts['index']}")
     return 0
 
 

@@ -164,7 +164,9 @@ def rebuild_cache(folder: str | os.PathLike) -> dict[str, Any]:
     counts = {"train": int((arrays["split"] == 0).sum()), "val": int((arrays["split"] == 1).sum())}
     meta = {"label_names": names, "label_classes": rows[0]["classes"].tolist(), "ontology_digest": "",
             "label_ontology": None, "source": str(folder), "counts": counts,
-            "corrections": {"models": models, "lesion_ids": lesion_ids}}
+            "corrections": {"models": models, "lesion_ids": lesion_ids, "patient_ids": patients,
+                            "readers": [str(r["ids"][3]) for r in rows],
+                            "statuses": [str(r["ids"][4]) for r in rows]}}
     write_patch_cache(cache, np.stack([r["image"] for r in rows]), arrays, meta, overwrite=True)
     statuses = [str(r["ids"][4]) for r in rows]
     summary = {"lesions": len(rows), "models": models, "readers": sorted({str(r["ids"][3]) for r in rows} - {""}),

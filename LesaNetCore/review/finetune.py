@@ -10,8 +10,9 @@ RUN/best.pt is the last epoch (a few dozen held-out lesions are too few to choos
 recalibrated on the corrections (:func:`recalibrated_thresholds`). It is self-describing as every checkpoint is,
 and records its parent (path and digest), the corrections (folder, lesions, readers) and the mixed data in
 ``metrics["finetune"]``; it carries the parent's label ontology.
-RUN/comparison.json holds parent and child on the held-out corrections: per label and mean per-class precision,
-recall and F1, each model with its own thresholds and the ontology-consistent decisions the Annotator makes.
+RUN/comparison.json holds parent and child on the held-out corrections (:mod:`.compare`, which ``lesanet evaluate
+--corrections`` runs again later on a grown folder): per label and mean per-class precision, recall and F1, each
+model with its own thresholds and the ontology-consistent decisions the Annotator makes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LesaNetError, invalid
+from ..errors import invalid
 from ..fileio import write_text_atomic
 
 DEFAULT_EPOCHS = 6
@@ -68,6 +69,7 @@ def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: 
     """
     from ..training import TrainConfig, load_checkpoint, open_patch_cache, train
     from ..training.checkpoint import build_model, checkpoint_digest, save_checkpoint
+    from .compare import compare_on_held_out
 
     if not isinstance(epochs, int) or epochs < 1:
         raise invalid("--epochs", "must be an integer >= 1", epochs)
@@ -160,6 +162,7 @@ def recalibrated_thresholds(parent: Any, child: Any, cache: Any, minimum: int = 
     """
     from ..evaluation.metrics import calibrate_thresholds
     from ..training.dataset import split_arrays
+    from .compare import model_scores
 
     out = [float(t) for t in parent.thresholds]
     for split in ("all", "val"):  # held-out calibration wins where it is possible
@@ -177,46 +180,3 @@ def recalibrated_thresholds(parent: Any, child: Any, cache: Any, minimum: int = 
 def _readers(folder: Path) -> list[str]:
     path = folder / "corrections.json"
     return list(json.loads(path.read_text(encoding="utf-8")).get("readers", [])) if path.is_file() else []
-
-
-def model_scores(checkpoint: Any, cache: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, consistent decisions) of a checkpoint on a cache split, as the Annotator decides."""
-    from ..annotate import label_ontology_for
-    from ..ontology import decide
-    from ..training import predict
-    from ..training.checkpoint import build_model
-    from ..training.dataset import PatchDataset
-
-    model = build_model(checkpoint, device="cpu")
-    scores = predict(model, PatchDataset(cache, split), batch_size=64, device="cpu")
-    names = list(checkpoint.label_names)
-    ontology = label_ontology_for(checkpoint)
-    limits = dict(zip(names, (float(t) for t in checkpoint.thresholds), strict=True))
-    decisions = np.zeros(scores.shape, dtype=bool)
-    for row, values in enumerate(scores):
-        kept = decide(ontology, dict(zip(names, (float(v) for v in values), strict=True)), limits)
-        decisions[row] = [name in kept for name in names]
-    return scores, decisions
-
-
-def compare_on_held_out(parent: Any, child: Any, cache: Any, split: str = "val") -> dict[str, Any]:
-    """Parent and child on a split of the corrections: per-label and mean per-class P / R / F1."""
-    from ..evaluation.metrics import mean_per_class, per_label_metrics
-    from ..training.dataset import split_arrays
-
-    labels = split_arrays(cache, split)
-    targets, valid = labels["targets"] > 0, labels["valid"]
-    out: dict[str, Any] = {"split": split, "lesions": int(len(targets)), "labels": {}}
-    for name, checkpoint in (("parent", parent), ("child", child)):
-        scores, decisions = model_scores(checkpoint, cache, split)
-        metrics = per_label_metrics(scores, targets, valid, np.asarray(checkpoint.thresholds), predictions=decisions)
-        out[name] = {key: (None if value != value else float(value)) for key, value in mean_per_class(metrics).items()}
-        for index, term in enumerate(cache.label_names):
-            if metrics["positives"][index] == 0 and metrics["predicted"][index] == 0:
-                continue
-            entry = out["labels"].setdefault(term, {"positives": int(metrics["positives"][index])})
-            entry[name] = {k: None if np.isnan(metrics[k][index]) else float(metrics[k][index])
-                           for k in ("precision", "recall", "f1")}
-    if not out["labels"]:
-        raise LesaNetError(f"corrections: the {split} part must have labelled lesions to compare on, but has none")
-    return out

@@ -82,3 +82,96 @@ def test_finetune_records_its_parent_and_compares_on_the_held_out_part(demo_resu
     assert set(comparison) >= {"parent", "child", "labels"} and comparison["lesions"] == provenance["held_out"]
     assert main(["finetune", "--model", str(demo_model_path()), "--corrections", str(folder), "--out",
                  str(run)]) != 0  # the folder holds a run: refused, nothing overwritten
+    # lesanet evaluate compares the child with the parent it records, on the same held-out corrections.
+    report_dir = tmp_path / "report"
+    assert main(["evaluate", "--model", str(run / "best.pt"), "--corrections", str(folder), "--out",
+                 str(report_dir)]) == 0
+    report = json.loads((report_dir / "comparison.json").read_text())
+    assert report["parent"] == comparison["parent"] and report["child"] == comparison["child"]
+    assert report["models"]["parent"]["digest"] == provenance["parent_digest"]
+    assert (report_dir / "comparison.png").stat().st_size > 1000
+    assert "| parent |" in (report_dir / "comparison.md").read_text()
+    assert main(["evaluate", "--model", str(run / "best.pt"), "--corrections", str(folder), "--out",
+                 str(report_dir)]) != 0  # a comparison is there: not overwritten
+    assert main(["evaluate", "--model", str(demo_model_path()), "--corrections", str(folder), "--out",
+                 str(tmp_path / "r2")]) != 0  # the demo model records no parent: --parent is required
+
+
+def test_reviewed_lesions_join_a_reference_index_without_rebuilding(demo_results, tmp_path):
+    import shutil
+
+    from LesaNetCore.annotate import demo_index_path, demo_model_path
+    from LesaNetCore.cli import main
+    from LesaNetCore.retrieval import ReferenceIndex
+    from LesaNetCore.review import write_correction
+
+    folder = tmp_path / "corrections"
+    chosen = demo_results[:6]
+    for patient, lesion_id, result, _ in chosen:
+        write_correction(folder, result.reviewed("accepted", "Doe^Jane"), lesion_id, patient)
+    index_dir = tmp_path / "index"
+    shutil.copytree(demo_index_path(), index_dir)
+    before = ReferenceIndex.load(index_dir)
+    args = ["index", "add", "--index", str(index_dir), "--model", str(demo_model_path()), "--corrections",
+            str(folder), "--quiet"]
+    assert main(args) == 0
+    grown = ReferenceIndex.load(index_dir)
+    assert len(grown) == len(before) + len(chosen)
+    np.testing.assert_array_equal(grown.embeddings[:len(before)], before.embeddings)  # old rows untouched
+    for patient, lesion_id, result, _ in chosen:
+        # Embedded by the index's model: the lesion's own embedding (from the Annotator) finds it first.
+        nearest = grown.search(result.embedding, k=1)[0]
+        assert nearest.lesion_id == lesion_id and nearest.distance < 0.02
+        assert nearest.patient_id == patient and set(nearest.labels) >= set(result.accepted)
+        assert "Doe Jane" in nearest.sentence and nearest.thumbnail is not None
+        assert all(hit.lesion_id != lesion_id for hit in grown.search(result.embedding, k=5, exclude_patient=patient))
+    assert main(args) == 0 and len(ReferenceIndex.load(index_dir)) == len(grown)  # again: nothing twice
+    # The reader changes one lesion's labels: its entry is updated in place of a second one.
+    patient, lesion_id, result, _ = chosen[0]
+    removed = result.most_specific(sorted(result.accepted))[0]
+    write_correction(folder, result.with_edits(reject=[removed]).reviewed("corrected", "Doe^Jane"), lesion_id, patient)
+    assert main(args) == 0
+    updated = ReferenceIndex.load(index_dir)
+    rows = [r for r in range(len(updated)) if updated.entry(r).lesion_id == lesion_id]
+    assert len(updated) == len(grown) and len(rows) == 1 and removed not in updated.entry(rows[0]).labels
+    # A new folder that exists, or a model other than the index's, is refused and changes nothing.
+    assert main([*args, "--out", str(index_dir)]) != 0
+    other = tmp_path / "other.pt"
+    from LesaNetCore.training import load_checkpoint
+    from LesaNetCore.training.checkpoint import build_model, save_checkpoint
+
+    parent = load_checkpoint(demo_model_path())
+    model = build_model(parent, device="cpu")
+    for parameter in model.parameters():
+        parameter.data.mul_(0.5)
+    save_checkpoint(other, model, arch=parent.arch, label_names=parent.label_names, label_classes=parent.label_classes,
+                    ontology_digest=parent.ontology_digest, preprocessing=parent.preprocessing,
+                    thresholds=parent.thresholds, label_ontology=parent.label_ontology)
+    assert main(["index", "add", "--index", str(index_dir), "--model", str(other), "--corrections", str(folder)]) != 0
+    assert len(ReferenceIndex.load(index_dir)) == len(updated)
+
+
+def test_extending_a_faiss_index_keeps_its_lists_and_refuses_replacing(tmp_path):
+    pytest.importorskip("faiss")
+    from LesaNetCore.errors import LesaNetError
+    from LesaNetCore.retrieval import ReferenceEntry, ReferenceIndex
+    from LesaNetCore.retrieval.extend import extended_index
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(600, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    entries = [ReferenceEntry(f"L{i}", f"P{i}", ("liver",)) for i in range(600)]
+    index = ReferenceIndex.build(vectors[:500], entries[:500], model_digest="m", label_names=["liver"], method="ivf",
+                                 params={"nlist": 8, "nprobe": 8})
+    grown = extended_index(index, vectors[500:], entries[500:], model_digest="m")
+    assert len(grown) == 600 and len(index) == 500 and grown.method == "ivf" and grown.params["nlist"] == 8
+    hits = grown.search_rows(vectors[500:510], k=1)[0]
+    assert hits[:, 0].tolist() == list(range(500, 510))  # each new vector finds itself (nprobe covers all lists)
+    grown.save(tmp_path / "ivf")
+    assert len(ReferenceIndex.load(tmp_path / "ivf")) == 600
+    with pytest.raises(LesaNetError, match="rebuild"):
+        extended_index(grown, vectors[:1], entries[:1], model_digest="m", replace=True)
+    with pytest.raises(LesaNetError, match="not yet in the index"):
+        extended_index(grown, vectors[:1], entries[:1], model_digest="m")
+    with pytest.raises(LesaNetError, match="--model"):
+        extended_index(grown, vectors[:1], [ReferenceEntry("new", "P", ())], model_digest="other")
