@@ -2,8 +2,9 @@
 
 :class:`Annotator` loads a self-describing checkpoint once (model, label names, thresholds, label ontology) and
 optionally a reference index built by the same model, then answers :meth:`Annotator.annotate` calls. It is what
-``lesanet annotate``, ``lesanet demo`` and the Slicer module call. Inference uses a BatchNorm-folded,
-channels-last copy of the network in ``torch.inference_mode``; the first call warms up the kernels.
+``lesanet annotate``, ``lesanet demo`` and the Slicer module call. Inference runs through
+:class:`LesaNetCore.model.InferenceModel` (BatchNorm-folded copy, CPU kernels measured on this machine, CUDA
+graph at batch 1), the path evaluation and index building use too; the first call warms up the kernels.
 """
 
 from __future__ import annotations
@@ -95,9 +96,7 @@ class Annotator:
 
     def __init__(self, checkpoint: Any = None, index: Any = None, *, device: str = "auto",
                  threshold_offset: float = 0.0, top_k: int = 5) -> None:
-        import torch
-
-        from .model import fuse_for_inference
+        from .model import InferenceModel
         from .training.checkpoint import Checkpoint, build_model, checkpoint_digest, load_checkpoint
 
         started = time.perf_counter()
@@ -131,9 +130,7 @@ class Annotator:
             (name, self.label_ontology.label_class(name), threshold, radlex[name],
              tuple(sorted(self.label_ontology.parents(name))))
             for name, threshold in zip(self.label_names, self._thresholds.tolist(), strict=True))
-        model = build_model(checkpoint, device=self.device)
-        self._model = fuse_for_inference(model)
-        self._torch = torch
+        self._model = InferenceModel(build_model(checkpoint, device=self.device), self.device)
         if index is None and using_demo:
             index = demo_index_path()
         self.index = self._load_index(index) if index is not None and index is not False else None
@@ -148,6 +145,11 @@ class Annotator:
                                    f"index of model {index.model_digest[:12]}")
             return index
         return ReferenceIndex.load(index, model_digest=self.model_digest, label_names=self.label_names)
+
+    @property
+    def inference(self):
+        """The :class:`LesaNetCore.model.InferenceModel` this annotator predicts with (device, kernels, graph)."""
+        return self._model
 
     @property
     def description(self) -> str:
@@ -247,14 +249,12 @@ class Annotator:
         return replace(similar, labels=tuple(sorted(similar.labels, key=lambda t: rank[t])))
 
     def predict(self, images: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities (N x C) and embeddings (N x 256) for normalised patches (N x 3 x 120 x 120)."""
-        torch = self._torch
-        with torch.inference_mode():
-            # NCHW input: the fused first conv reads 3 channels faster that way (its output is channels-last).
-            x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
-            b = torch.from_numpy(np.asarray(boxes, dtype=np.float32)).to(self.device)
-            out = self._model(x, b)
-            return out.probs.float().cpu().numpy(), out.embedding.float().cpu().numpy()
+        """Probabilities (N x C) and embeddings (N x 256) for normalised patches (N x 3 x 120 x 120).
+
+        The first call of a batch size on a CPU whose kernels were never measured measures them (about 1-2 s
+        for the full network at batch 1, once per machine; see :class:`LesaNetCore.model.InferenceModel`).
+        """
+        return self._model.predict(images, boxes)
 
 
 def _location(volume: Any, patch: Any) -> LesionLocation:

@@ -29,3 +29,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"reference data folder not present: {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _kernel_cache_in_a_temporary_folder(tmp_path_factory):
+    """CPU inference measures its convolution kernels on first use and caches the choice
+    (LesaNetCore.model.kernels): the suite's measurements go to a temporary folder (worker subprocesses inherit
+    it), never ~/.cache, and no test depends on what an earlier run or a `lesanet tune` left there."""
+    previous = os.environ.get("LESANET_CACHE_DIR")
+    os.environ["LESANET_CACHE_DIR"] = str(tmp_path_factory.mktemp("lesanet-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("LESANET_CACHE_DIR", None)
+    else:
+        os.environ["LESANET_CACHE_DIR"] = previous

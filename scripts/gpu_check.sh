@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # GPU checks for a CUDA machine (CI has none, so these are run by hand where a GPU is available):
-#   1. `lesanet bench` model and annotate sections on CUDA;
+#   1. `lesanet bench` model and annotate sections on CUDA: batch-1 forward and annotate replayed from a CUDA graph
+#      beside the same without it (eager), and the CUDA-graph test of the suite;
 #   2. a short phantom training run of the full network with mixed precision and channels-last, then evaluation,
 #      and that the thresholds it saved were calibrated on fp32 inference scores, not mixed-precision ones;
-#   3. the Annotator on CUDA against the same checkpoint on CPU (scores, decisions, embeddings), and on CPU the
-#      fused model with Winograd convolutions against direct convolution and the unfused model (val and test);
+#   3. the Annotator on CUDA against the same checkpoint on CPU (scores, decisions, embeddings), and on CPU every
+#      kernel choice (direct, F2, F4 forced, the plan measured on the host) against direct and the unfused model:
+#      no decision may change (LesaNetCore/bench/numerics.py);
 #   4. reproducibility: two seeded CUDA runs give bit-identical weights, with no nondeterministic kernel warned.
 # Usage: bash scripts/gpu_check.sh [OUT_DIR] [PYTHON]   (PYTHON defaults to .venv/bin/python, else python3)
 set -euo pipefail
@@ -20,8 +22,15 @@ assert torch.cuda.is_available(), "no CUDA device: this script checks the GPU pa
 print("torch", torch.__version__, "|", torch.cuda.get_device_name(0), "| bf16:", torch.cuda.is_bf16_supported())
 EOF
 
-echo "== 1. bench on CUDA"
+echo "== 1. bench on CUDA: batch 1 with the CUDA graph and eager, side by side"
 lesanet bench --only model annotate --device cuda --json | tee "$out/bench_cuda.json"
+"$py" - "$out/bench_cuda.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"forward batch 1: graph {r['forward_b1_ms']:.2f} ms, eager {r['forward_b1_eager_ms']:.2f} ms | annotate: graph "
+      f"{r['annotate_ms']:.2f} ms, eager {r['annotate_eager_ms']:.2f} ms | batch 32: {r['forward_b32_ms']:.3f} ms/patch")
+EOF
+QT_QPA_PLATFORM=offscreen "$py" -m pytest -q -p no:cacheprovider Testing/core/test_model_inference.py -k cuda -rs
 
 echo "== 2. phantom training on CUDA (AMP auto, channels-last), then evaluation"
 lesanet synth --out "$out/phantoms" --lesions 600 --volumes 0 --seed 0 --quiet
@@ -44,7 +53,7 @@ import sys
 import numpy as np
 import torch
 from LesaNetCore.evaluation.metrics import calibrate_thresholds
-from LesaNetCore.model import fuse_for_inference
+from LesaNetCore.model import InferenceModel
 from LesaNetCore.training.checkpoint import build_model, load_checkpoint
 from LesaNetCore.training.dataset import PatchDataset, open_patch_cache, split_arrays
 from LesaNetCore.training.engine import predict
@@ -54,7 +63,7 @@ model = build_model(checkpoint, device="cuda").eval()
 val, labels = PatchDataset(cache, "val"), split_arrays(cache, "val")
 targets, valid = labels["targets"] > 0, labels["valid"]
 saved = np.array(checkpoint.thresholds)
-fp32 = calibrate_thresholds(predict(fuse_for_inference(model), val, 64, "cuda"), targets, valid)
+fp32 = calibrate_thresholds(InferenceModel(model, "cuda").predict_dataset(val, 64), targets, valid)
 bf16 = calibrate_thresholds(predict(model, val, 64, "cuda", amp_dtype=torch.bfloat16), targets, valid)
 same_fp32, same_bf16 = int(np.sum(np.isclose(saved, fp32))), int(np.sum(np.isclose(saved, bf16)))
 print(f"saved thresholds equal to fp32-calibrated ones: {same_fp32} of {saved.size}; "
@@ -83,30 +92,7 @@ for cpu, gpu in zip(results["cpu"], results["cuda"], strict=True):
     assert np.abs(s_cpu - s_gpu).max() < 1e-3, "CUDA and CPU scores differ"
 print("annotate CUDA == CPU: ok")
 EOF
-"$py" - "$out/run/best.pt" "$out/data/cache" <<'EOF'
-import sys
-import numpy as np
-from LesaNetCore.model import fuse_for_inference
-from LesaNetCore.training.checkpoint import build_model, load_checkpoint
-from LesaNetCore.training.dataset import PatchDataset, open_patch_cache
-from LesaNetCore.training.engine import predict
-
-checkpoint, cache = load_checkpoint(sys.argv[1]), open_patch_cache(sys.argv[2])
-model = build_model(checkpoint).eval()
-thresholds = np.array(checkpoint.thresholds)
-fused = {"winograd": fuse_for_inference(model), "direct": fuse_for_inference(model, winograd=False)}
-for split in ("val", "test"):
-    data = PatchDataset(cache, split)
-    ref_probs, ref_emb = predict(model, data, 8, "cpu", return_embeddings=True)
-    for name, net in fused.items():
-        for batch in (1, 8):
-            probs, emb = predict(net, data, batch, "cpu", return_embeddings=True)
-            flips = int(((probs >= thresholds) != (ref_probs >= thresholds)).sum())
-            print(f"CPU {split} {name} batch {batch}: max |prob diff| {np.abs(probs - ref_probs).max():.1e}, "
-                  f"max |embedding diff| {np.abs(emb - ref_emb).max():.1e}, decisions changed {flips} of {probs.size}")
-            assert np.abs(probs - ref_probs).max() < 1e-4, "fused CPU inference moved the scores"
-print("CPU Winograd == direct == unfused: ok")
-EOF
+"$py" -m LesaNetCore.bench.numerics "$out/run/best.pt" "$out/data/cache"
 echo "== 4. two seeded CUDA runs (AMP, channels-last) give bit-identical weights"
 for run in a b; do
   lesanet train --data "$out/data" --out "$out/repro_$run" --arch lesanet_vgg16bn --epochs 1 --batch-size 32 \

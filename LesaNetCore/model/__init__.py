@@ -1,8 +1,10 @@
-"""The LesaNet network, its variants and its training losses."""
+"""The LesaNet network, its variants, its training losses and its inference path (fused copy, CPU kernels)."""
 
 from __future__ import annotations
 
-from .lesanet import LesaNet, LesaNetOutput, checkpoint_filter_fn, fuse_for_inference
+from .inference import InferenceModel
+from .kernel_plan import KernelPlan
+from .lesanet import LesaNet, LesaNetOutput, checkpoint_filter_fn, fuse_for_inference, set_kernel_plan
 from .losses import (
     LossConfig,
     class_weights,
@@ -17,6 +19,8 @@ from .registry import create_model, list_models, register_model
 from .roi_pool import roi_pool
 
 __all__ = [
+    "InferenceModel",
+    "KernelPlan",
     "LesaNet",
     "LesaNetOutput",
     "LossConfig",
@@ -31,6 +35,7 @@ __all__ = [
     "rhem_loss",
     "roi_pool",
     "select_triplets",
+    "set_kernel_plan",
     "triplet_loss",
     "weighted_ce",
 ]

@@ -23,8 +23,9 @@ from torch import nn
 
 from ..errors import invalid
 from .cpu_memory import keep_freed_memory
-from .roi_pool import roi_pool
-from .winograd import choose_tile, winograd_conv3x3, winograd_weight
+from .kernel_plan import TILES, KernelPlan
+from .roi_pool import roi_pool, roi_pool_static
+from .winograd import WinogradWeight, output_tiles, winograd_conv3x3, winograd_weight
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -105,6 +106,9 @@ class LesaNet(nn.Module):
         # CPU inference without gradients runs large batches in slices of this many patches (None = whole batch):
         # a slice's feature maps stay in the CPU caches; fuse_for_inference sets it. GPUs take the whole batch.
         self.inference_chunk: int | None = None
+        # RoI pooling without host synchronisation or box-dependent shapes, for capture in a CUDA graph
+        # (.cuda_graph sets it on its own copy).
+        self.static_roi = False
 
         # Same modules, names and order as the reference's VGG16bn (ReLU and pool modules hold no weights; they
         # are modules so fuse_for_inference can swap conv + BN + ReLU for one fused op without touching forward).
@@ -158,7 +162,13 @@ class LesaNet(nn.Module):
                               for i in range(0, batch, chunk)])
         boxes = boxes.to(device=images.device, dtype=torch.float32)
         # The reference's whole-patch box is (0, 0, W, H), not (W - 1, H - 1); keep it for identical bins.
-        whole = torch.tensor([0.0, 0.0, float(width), float(height)], device=images.device).expand(batch, 4)
+        if self.static_roi:  # no host-to-device copy inside a CUDA graph capture: fill on the device
+            whole = boxes.new_zeros(batch, 4)
+            whole[:, 2], whole[:, 3] = float(width), float(height)
+            pool = roi_pool_static
+        else:
+            whole = torch.tensor([0.0, 0.0, float(width), float(height)], device=images.device).expand(batch, 4)
+            pool = roi_pool
         # Images stay as given: with channels-last weights oneDNN reads a 3-channel NCHW input with its fast
         # first-layer kernel (2x faster than a channels-last one) and still writes channels-last features.
         x = images
@@ -171,7 +181,7 @@ class LesaNet(nn.Module):
                 x = getattr(self, f"bn{block}_{layer}")(x)
                 x = getattr(self, f"relu{block}_{layer}")(x)
             box = boxes if block in _LESION_BLOCKS else whole
-            pooled = roi_pool(x, box, self.roi_size, spatial_scale=0.5 ** (block - 1))
+            pooled = pool(x, box, self.roi_size, spatial_scale=0.5 ** (block - 1))
             pooled_features.append(getattr(self, f"fc_pool{block}")(pooled.reshape(batch, -1)))
         return torch.cat(pooled_features, dim=1)
 
@@ -208,12 +218,12 @@ class _ConvReLU(nn.Module):
     """3x3 conv with the following BatchNorm folded in and ReLU applied by oneDNN as a post-op on CPU.
 
     ReLU as a post-op saves one read and write of every feature map, which is most of the non-conv time at
-    conv1_2 (120 x 120 x 64). With ``winograd`` set, CPU shapes where it is measured faster (blocks 2-4; see
-    :mod:`.winograd`) use Winograd F(4x4, 3x3) instead. Elsewhere (CUDA, or a torch without the oneDNN op) it is
-    conv then ReLU.
+    conv1_2 (120 x 120 x 64). In CPU fp32 inference the layer runs the algorithm its :class:`.KernelPlan` names
+    for the input's shape (direct convolution, or Winograd F(2x2 | 4x4, 3x3), see :mod:`.winograd`); without a
+    plan it runs direct. Elsewhere (CUDA, autograd, or a torch without the oneDNN op) it is conv then ReLU.
     """
 
-    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, winograd: bool = False) -> None:
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, plan: KernelPlan | None = None) -> None:
         super().__init__()
         with torch.no_grad():
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -225,9 +235,12 @@ class _ConvReLU(nn.Module):
         self.stride = conv.stride
         self.dilation = conv.dilation
         self.groups = conv.groups
-        self.winograd = (winograd and tuple(conv.kernel_size) == (3, 3) and tuple(conv.stride) == (1, 1)
-                         and tuple(conv.padding) == (1, 1) and tuple(conv.dilation) == (1, 1) and conv.groups == 1)
-        self._winograd_weights: dict[int, tuple[tuple, Tensor]] = {}  # tile -> (weight version, transformed)
+        self.winograd_ok = (tuple(conv.kernel_size) == (3, 3) and tuple(conv.stride) == (1, 1)
+                            and tuple(conv.padding) == (1, 1) and tuple(conv.dilation) == (1, 1) and conv.groups == 1)
+        self.plan = plan
+        # Set by .kernels.tune while it times each algorithm; None follows the plan.
+        self.forced: str | None = None
+        self._winograd_weights: dict[int, tuple[tuple, WinogradWeight]] = {}  # tile -> (weight version, weight)
 
         # oneDNN wants the weight in a blocked layout chosen for the input shape; reordering it on every call
         # costs as much as the conv itself for the 7 x 7 and 15 x 15 layers at batch 1, so the reordered weight
@@ -241,11 +254,28 @@ class _ConvReLU(nn.Module):
         state["_winograd_weights"] = {}  # derived from the weight; rebuilt on first use
         return state
 
-    def _transformed_weight(self, tile: int) -> Tensor:
+    def algorithm(self, x: Tensor) -> str:
+        """The algorithm this layer runs for input ``x`` in CPU fp32 inference."""
+        if not self.winograd_ok:
+            return "direct"
+        if self.forced is not None:
+            return self.forced
+        if self.plan is None:
+            return "direct"
+        batch, c_in, height, width = x.shape
+        return self.plan.algorithm(batch, c_in, self.weight.shape[0], height, width)
+
+    def drop_winograd_weights(self, keep: set[int] | frozenset[int] = frozenset()) -> None:
+        """Frees the transformed weights of the tiles not in ``keep`` (at m = 4 they are 4x the kernel)."""
+        for tile in set(self._winograd_weights) - set(keep):
+            del self._winograd_weights[tile]
+
+    def _transformed_weight(self, tile: int, x: Tensor) -> WinogradWeight:
         key = (self.weight.data_ptr(), self.weight._version)
         cached = self._winograd_weights.get(tile)
         if cached is None or cached[0] != key:
-            cached = self._winograd_weights[tile] = (key, winograd_weight(self.weight, tile))
+            rows = output_tiles(tile, x.shape[0], x.shape[2], x.shape[3])
+            cached = self._winograd_weights[tile] = (key, winograd_weight(self.weight, tile, pack_rows=rows))
         return cached[1]
 
     def _packed_weight(self, x: Tensor) -> Tensor:
@@ -263,9 +293,9 @@ class _ConvReLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         cpu_inference = x.device.type == "cpu" and x.dtype == torch.float32 and not x.requires_grad
-        tile = choose_tile(*x.shape) if cpu_inference and self.winograd else None
+        tile = TILES[self.algorithm(x)] if cpu_inference else None
         if tile is not None:
-            return winograd_conv3x3(x, self._transformed_weight(tile), self.bias, relu=True)
+            return winograd_conv3x3(x, self._transformed_weight(tile, x), self.bias, relu=True)
         if cpu_inference and _HAS_ONEDNN_POINTWISE:
             return torch.ops.mkldnn._convolution_pointwise(
                 x, self._packed_weight(x), self.bias, self.padding, self.stride, self.dilation, self.groups, "relu",
@@ -281,11 +311,12 @@ _HAS_ONEDNN_POINTWISE = (
 )
 
 
-def fuse_for_inference(model: LesaNet, chunk: int | None = 8, winograd: bool = True) -> LesaNet:
+def fuse_for_inference(model: LesaNet, chunk: int | None = 8, plan: KernelPlan | None = None) -> LesaNet:
     """A copy of ``model`` for fast inference: BatchNorm folded into the convs, ReLU fused, eval mode, channels-last.
 
-    On CPU it also asks glibc to keep freed feature maps in the process (:func:`keep_freed_memory`), a
-    process-wide allocator setting.
+    Most callers want :class:`.InferenceModel`, which owns this copy, its device and its kernel choice. On CPU
+    this also asks glibc to keep freed feature maps in the process (:func:`keep_freed_memory`), a process-wide
+    allocator setting.
 
     Folding uses the BN running statistics, so outputs equal ``model.eval()`` outputs up to float rounding
     (about 1e-5). The copy has no ``bn`` entries and no gradients: train and save the original, not this one.
@@ -294,12 +325,10 @@ def fuse_for_inference(model: LesaNet, chunk: int | None = 8, winograd: bool = T
         model: a trained LesaNet (left unchanged).
         chunk: run batches larger than this in slices of ``chunk`` patches (None: never split). On a 2-core CPU,
             slices of 4-8 were a few per cent faster per patch than one batch of 16-32 (activations stay in cache).
-        winograd: on CPU, run the 3x3 convs with Winograd F(4x4, 3x3) or F(2x2, 3x3) where that is measured
-            faster (:func:`.winograd.choose_tile`: blocks 2-4 at batch 1, blocks 2-5 at batch 8). On the
-            project's 2-core machine a batch-1 forward pass goes from about 29 to 23 ms and batches of 32 from
-            25 to 19 ms per patch; probabilities moved by about 1e-7. The transformed weights are kept, so memory
-            grows by about 35 MB once batch 1 ran and about 200 MB more once batches of 8 ran. False keeps
-            oneDNN's direct convolution.
+        plan: on CPU, the convolution algorithm per layer shape (:class:`.KernelPlan`, measured on this machine
+            by :func:`.kernels.tune`); None runs oneDNN's direct convolution everywhere. Transformed Winograd
+            weights are kept once used (up to 4x a layer's kernel bytes). Change it later with
+            :func:`set_kernel_plan`.
     """
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise invalid("chunk", "must be a positive integer or None", chunk)
@@ -311,12 +340,23 @@ def fuse_for_inference(model: LesaNet, chunk: int | None = 8, winograd: bool = T
             bn = getattr(fused, f"bn{block}_{layer}")
             if isinstance(conv, _ConvReLU):
                 continue
-            setattr(fused, f"conv{block}_{layer}", _ConvReLU(conv, bn, winograd=winograd))
+            setattr(fused, f"conv{block}_{layer}", _ConvReLU(conv, bn))
             setattr(fused, f"bn{block}_{layer}", nn.Identity())
             setattr(fused, f"relu{block}_{layer}", nn.Identity())
+    set_kernel_plan(fused, plan)
     fused.to(memory_format=torch.channels_last)
     for param in fused.parameters():
         param.requires_grad_(False)
     if next(fused.parameters()).device.type == "cpu":
         keep_freed_memory()  # batched CPU inference otherwise page-faults its feature maps in again each time
     return fused
+
+
+def set_kernel_plan(fused: LesaNet, plan: KernelPlan | None) -> None:
+    """Gives every fused conv layer of ``fused`` the kernel plan ``plan`` (None: direct convolution)."""
+    if plan is not None and not isinstance(plan, KernelPlan):
+        raise invalid("plan", "must be a KernelPlan or None", type(plan).__name__)
+    for layer in fused.modules():
+        if isinstance(layer, _ConvReLU):
+            layer.plan = plan
+            layer.drop_winograd_weights()

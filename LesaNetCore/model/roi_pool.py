@@ -251,3 +251,36 @@ class _RoIPoolFunction(torch.autograd.Function):
         if not ctx.channels_last:
             grad_features = grad_features.contiguous()
         return grad_features, None, None
+
+
+def roi_pool_static(features: Tensor, boxes: Tensor, output_size: int = 5, spatial_scale: float = 1.0) -> Tensor:
+    """:func:`roi_pool`'s numbers without a host synchronisation or a shape that depends on the boxes.
+
+    A CUDA graph replays fixed kernels on fixed shapes, so the box rounding runs on the device (float32, half
+    away from zero, as the CUDA kernel) and every bin is a mask over the whole map: a separable masked max over
+    columns, then rows. That reads the whole map ``output_size`` times, which the other paths avoid, so it is
+    only used where a graph is captured (batch-1 annotation on CUDA). No autograd.
+    """
+    if features.dim() != 4 or boxes.dim() != 2 or boxes.shape != (features.shape[0], 4):
+        raise invalid("boxes", f"must be ({features.shape[0]}, 4) for (B, C, H, W) features",
+                      (tuple(boxes.shape), tuple(features.shape)))
+    _, _, height, width = features.shape
+    scaled = boxes.to(device=features.device, dtype=torch.float32) * spatial_scale
+    rounded = torch.sign(scaled) * torch.floor(torch.abs(scaled) + 0.5)
+    x1, y1, x2, y2 = rounded.unbind(dim=1)
+    roi_w = torch.clamp(x2 - x1 + 1, min=1)
+    roi_h = torch.clamp(y2 - y1 + 1, min=1)
+    index = torch.arange(output_size, dtype=torch.float32, device=features.device)
+    bin_w, bin_h = (roi_w / output_size)[:, None], (roi_h / output_size)[:, None]
+    h_start = (torch.floor(index * bin_h) + y1[:, None]).clamp(0, height)
+    h_end = (torch.ceil((index + 1) * bin_h) + y1[:, None]).clamp(0, height)
+    w_start = (torch.floor(index * bin_w) + x1[:, None]).clamp(0, width)
+    w_end = (torch.ceil((index + 1) * bin_w) + x1[:, None]).clamp(0, width)
+    rows = torch.arange(height, dtype=torch.float32, device=features.device)
+    cols = torch.arange(width, dtype=torch.float32, device=features.device)
+    in_h = (h_start[:, :, None] <= rows) & (rows < h_end[:, :, None])  # (B, P, H)
+    in_w = (w_start[:, :, None] <= cols) & (cols < w_end[:, :, None])  # (B, P, W)
+    neg_inf = torch.tensor(float("-inf"), dtype=features.dtype, device=features.device)
+    by_col = torch.where(in_w[:, None, None, :, :], features[:, :, :, None, :], neg_inf).amax(dim=-1)  # (B, C, H, P)
+    pooled = torch.where(in_h[:, None, :, :, None], by_col[:, :, None, :, :], neg_inf).amax(dim=3)  # (B, C, P, P)
+    return torch.where(pooled == neg_inf, torch.zeros((), dtype=pooled.dtype, device=pooled.device), pooled)

@@ -1,25 +1,23 @@
 """Winograd convolution F(m x m, 3 x 3), m = 2 or 4, for CPU inference (Lavin & Gray, CVPR 2016).
 
-Why: at batch 1 the 3 x 3 convolutions of VGG16's blocks 2-4 take about two thirds of a LesaNet forward pass,
-and oneDNN's direct convolution already runs them at ~85 % of this machine's fp32 matmul peak, so only doing
-less arithmetic makes them faster. Winograd's minimal filtering computes each m x m output tile from an
-(m + 2) x (m + 2) input tile with (m + 2)^2 multiplies per channel pair instead of 9 m^2: the layer becomes
-(m + 2)^2 independent ``(tiles x C_in) @ (C_in x C_out)`` matmuls between two cheap linear transforms.
+Why: the 3 x 3 convolutions of VGG16 are almost all of a LesaNet forward pass, and oneDNN's direct convolution
+already runs the large ones at ~85 % of the machine's peak, so only doing less arithmetic makes them faster.
+Winograd's minimal filtering computes each m x m output tile from an (m + 2) x (m + 2) input tile with
+(m + 2)^2 multiplies per channel pair instead of 9 m^2: the layer becomes (m + 2)^2 independent
+``(tiles x C_in) @ (C_in x C_out)`` matmuls between two cheap linear transforms.
 
-The price is weight bytes: the transformed weights are (m + 2)^2 / 9 times the kernel (1.8x for m = 2, 4x for
-m = 4), and at batch 1 every byte is read once per call. :func:`choose_tile` therefore takes m = 4 only where
-each transformed weight serves many tiles, m = 2 where fewer do, and keeps direct convolution where the matmuls
-would be too thin. Measured inside batch-1 forward passes on the project's 2-core AVX-512 Xeon
-(``scripts/winograd_layers.py``): conv2_2 3.0 -> 2.4 ms (m = 4), conv3_2 3.1 -> 2.0 ms (m = 4), conv4_2
-3.3 -> 2.3 ms (m = 2); conv5 stays direct. On a 16-core Xeon the rule stayed within 3.5 % of the per-layer best
-at 2-16 threads.
+Whether it pays depends on the CPU, the thread count and the shape: the transformed weights are (m + 2)^2 / 9
+times the kernel (1.8x for m = 2, 4x for m = 4) and at batch 1 every byte is read once per call, and the matmul
+library matters (on an AMD EPYC, MKL's batched fp32 matmul ran at 70 GFLOP/s where oneDNN's ran at 300-400).
+So nothing here decides: :mod:`.kernels` times direct, F2 and F4 per layer on the user's machine and caches the
+choice. The products run as one oneDNN matmul per point with weights packed once (:func:`pack_products`) where
+torch has the op, else as one ``torch.bmm``.
 
 Numerics: the transforms scale by up to 5 and 1/24 (m = 4) or 1/2 (m = 2). In fp32 a 256-channel layer's
 outputs then differ from the exact convolution by about 1e-5 of its largest output for m = 4, some ten times
 the rounding of oneDNN's direct convolution, and by about 5e-7 for m = 2, no more than direct. That is the size
-of the differences BN folding already makes, and the fully connected layers average it down: a full-size LesaNet
-trained on phantoms moved its probabilities by at most 1.2e-7 (direct: 1.5e-7). The transformed weights are
-computed in float64.
+of the differences BN folding already makes, and the fully connected layers average it down (a full-size LesaNet
+trained on phantoms moved its probabilities by about 1e-7). The transformed weights are computed in float64.
 """
 
 from __future__ import annotations
@@ -29,10 +27,6 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import invalid
-
-MIN_IN_CHANNELS = 128  # below this the transforms cost as much as the matmuls save
-MIN_TILES_F4 = 32  # output tiles per transformed weight for m = 4 to beat m = 2 with cold weights
-MIN_TILES_F2 = 64  # and for m = 2 to beat direct convolution
 
 
 @dataclass(frozen=True)
@@ -78,57 +72,70 @@ def output_tiles(tile: int, batch: int, height: int, width: int) -> int:
     return batch * -(-height // tile) * -(-width // tile)
 
 
-def choose_tile(batch: int, in_channels: int, height: int, width: int) -> int | None:
-    """The Winograd tile m (4 or 2) that beats oneDNN's direct convolution for this shape on CPU, or None.
+@dataclass(frozen=True)
+class WinogradWeight:
+    """A 3 x 3 kernel transformed for F(m x m, 3 x 3), ready for :func:`winograd_conv3x3`.
 
-    Measured (module doc): m = 4 needs 32 output tiles per transformed weight, m = 2 needs 64. At batch 1 that is
-    m = 4 for LesaNet's blocks 2-3, m = 2 for block 4 and direct convolution for block 5.
-
-    Example:
-        >>> [choose_tile(*shape) for shape in [(1, 256, 30, 30), (1, 512, 15, 15), (1, 512, 7, 7), (8, 512, 7, 7)]]
-        [4, 2, None, 4]
+    Attributes:
+        tile: m (2 or 4).
+        c_in: input channels.
+        c_out: output channels.
+        dense: ``((m + 2)^2, C_in, C_out)`` transformed kernels for ``torch.bmm``; None when packed.
+        packed: one oneDNN-packed ``(C_out, C_in)`` matrix per point; None where torch lacks the op or the
+            dtype is not float32. Only one of the two is kept: at m = 4 each copy is 4x the kernel's bytes.
     """
-    if in_channels < MIN_IN_CHANNELS:
-        return None
-    if output_tiles(4, batch, height, width) >= MIN_TILES_F4:
-        return 4
-    if output_tiles(2, batch, height, width) >= MIN_TILES_F2:
-        return 2
-    return None
+
+    tile: int
+    c_in: int
+    c_out: int
+    dense: torch.Tensor | None
+    packed: tuple[torch.Tensor, ...] | None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32 if self.dense is None else self.dense.dtype
 
 
-def winograd_weight(weight: torch.Tensor, tile: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``G g G^T`` of every 3 x 3 kernel: ``(C_out, C_in, 3, 3)`` -> ``((m + 2)^2, C_in, C_out)`` in ``dtype``.
+def winograd_weight(weight: torch.Tensor, tile: int, dtype: torch.dtype = torch.float32,
+                    pack_rows: int | None = None) -> WinogradWeight:
+    """``G g G^T`` of every 3 x 3 kernel of a ``(C_out, C_in, 3, 3)`` weight, in ``dtype``.
 
-    Computed in float64 so the only rounding to float32 is the final one.
+    Computed in float64 so the only rounding to ``dtype`` is the final one. With ``pack_rows`` (the tile count
+    the layer will see; oneDNN picks its blocking for it, and the packed weights work for any count) a float32
+    weight is packed for oneDNN's matmul, one matrix per point.
     """
     if tile not in _BY_TILE:
         raise invalid("tile", f"must be one of {sorted(_BY_TILE)}", tile)
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
         raise invalid("weight", "must be (C_out, C_in, 3, 3)", tuple(weight.shape))
+    if pack_rows is not None and (isinstance(pack_rows, bool) or not isinstance(pack_rows, int) or pack_rows < 1):
+        raise invalid("pack_rows", "must be a positive integer or None", pack_rows)
     kernel_transform = _BY_TILE[tile].kernels  # kron(G, G): vec(G g G^T) for every kernel in one matmul
     c_out, c_in = weight.shape[:2]
     transformed = kernel_transform @ weight.detach().cpu().double().reshape(c_out * c_in, 9).T
-    return transformed.view(-1, c_out, c_in).permute(0, 2, 1).contiguous().to(dtype)
+    points = transformed.view(-1, c_out, c_in).to(dtype)  # ((m + 2)^2, C_out, C_in)
+    if pack_rows is not None and dtype == torch.float32 and _HAS_ONEDNN_LINEAR:
+        packed = tuple(torch.ops.mkldnn._reorder_linear_weight(point.contiguous(), pack_rows) for point in points)
+        return WinogradWeight(tile, c_in, c_out, None, packed)
+    return WinogradWeight(tile, c_in, c_out, points.permute(0, 2, 1).contiguous(), None)
 
 
-def winograd_conv3x3(x: torch.Tensor, transformed_weight: torch.Tensor, bias: torch.Tensor | None = None,
+def winograd_conv3x3(x: torch.Tensor, transformed_weight: WinogradWeight, bias: torch.Tensor | None = None,
                      relu: bool = False) -> torch.Tensor:
     """3 x 3 convolution, stride 1, zero padding 1, of ``x`` ``(B, C_in, H, W)`` with a :func:`winograd_weight`.
 
-    The tile size follows from the transformed weight (16 points: m = 2; 36: m = 4). Returns
-    ``(B, C_out, H, W)`` in channels-last memory, the layout oneDNN's following layers read fastest. ``relu``
-    applies ReLU after the bias. No autograd: this is an inference kernel.
+    Returns ``(B, C_out, H, W)`` in channels-last memory, the layout oneDNN's following layers read fastest.
+    ``relu`` applies ReLU after the bias. No autograd: this is an inference kernel.
     """
     if x.dim() != 4:
         raise invalid("x", "must be (B, C_in, H, W)", tuple(x.shape))
     if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
         raise invalid("x", "must be a float32 or float64 CPU tensor", f"{x.dtype} on {x.device}")
     batch, c_in, height, width = x.shape
-    transforms = _BY_POINTS.get(transformed_weight.shape[0]) if transformed_weight.dim() == 3 else None
-    if transforms is None or transformed_weight.shape[1] != c_in:
-        raise invalid("transformed_weight", f"must be (16 or 36, {c_in}, C_out) for an input with {c_in} channels",
-                      tuple(transformed_weight.shape))
+    if not isinstance(transformed_weight, WinogradWeight) or transformed_weight.c_in != c_in:
+        raise invalid("transformed_weight", f"must be a WinogradWeight with {c_in} input channels, as the input",
+                      getattr(transformed_weight, "c_in", type(transformed_weight).__name__))
+    transforms = _BY_TILE[transformed_weight.tile]
     tile, points = transforms.tile, transforms.tile + 2
     tiles_h, tiles_w = -(-height // tile), -(-width // tile)
     tiles = batch * tiles_h * tiles_w
@@ -142,7 +149,17 @@ def winograd_conv3x3(x: torch.Tensor, transformed_weight: torch.Tensor, bias: to
                                 (s_h, s_w, s_b, tile * s_h, tile * s_w, s_c))
     data = windows.reshape(points * points, tiles * c_in)  # the one gathering copy
     transformed_input = (transforms.inputs[x.dtype] @ data).view(points * points, tiles, c_in)
-    products = torch.bmm(transformed_input, transformed_weight.to(x.dtype))  # ((m + 2)^2, tiles, C_out)
+    if transformed_weight.packed is not None and x.dtype == torch.float32:
+        # One oneDNN matmul per point: ~17 us of call overhead each, but 2-4x MKL's batched matmul on some CPUs.
+        # Copied into one buffer as they come: torch.stack of the 36 results was slower than the copies.
+        linear = torch.ops.mkldnn._linear_pointwise
+        products = torch.empty(points * points, tiles, transformed_weight.c_out)
+        for p, weight in enumerate(transformed_weight.packed):
+            products[p].copy_(linear(transformed_input[p], weight, None, "none", [], ""))
+    elif transformed_weight.dense is not None:
+        products = torch.bmm(transformed_input, transformed_weight.dense.to(x.dtype))  # ((m + 2)^2, tiles, C_out)
+    else:
+        raise invalid("x", "must be float32 for a packed Winograd weight", x.dtype)
     c_out = products.shape[2]
     out = (transforms.outputs[x.dtype] @ products.view(points * points, -1)).view(
         tile, tile, batch, tiles_h, tiles_w, c_out)
@@ -151,3 +168,10 @@ def winograd_conv3x3(x: torch.Tensor, transformed_weight: torch.Tensor, bias: to
     if relu:
         out = torch.relu_(out)
     return out.permute(0, 3, 1, 2)
+
+
+_HAS_ONEDNN_LINEAR = (
+    torch.backends.mkldnn.is_available()
+    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+)

@@ -130,18 +130,17 @@ def search_lesion(index_dir: str | os.PathLike, lesion_id: int, data_dir: str | 
     row = int(found[0])
     patient = str(int(cache.arrays["patient"][row]))
     if checkpoint is not None:
-        import torch
+        from ..model import InferenceModel
 
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
         index = ReferenceIndex.load(index_dir, model_digest=checkpoint_digest(ckpt), label_names=ckpt.label_names)
-        model = build_model(ckpt, device)
         prep = cache.preprocessing
         image = (np.asarray(cache.arrays["images"][row], dtype=np.float32) - prep.get("mean", 50.0)) / prep.get(
             "scale", 255.0)
-        with torch.inference_mode():
-            out = model(torch.from_numpy(image[None]).to(device),
-                        torch.from_numpy(np.array(cache.arrays["boxes"][row], dtype=np.float32)[None]).to(device))
-        query = out.embedding.float().cpu().numpy()[0]
+        # kernels="cached": one query is not worth measuring kernels for.
+        _, embedding = InferenceModel(build_model(ckpt, device), device, kernels="cached").predict(
+            image[None], np.array(cache.arrays["boxes"][row], dtype=np.float32)[None])
+        query = embedding[0]
     else:
         index = ReferenceIndex.load(index_dir)
         stored = [r for r in range(len(index)) if index.entry(r).lesion_id == str(int(lesion_id))]

@@ -1,8 +1,8 @@
-"""Similar-lesion retrieval: the reference index (exact or faiss-approximate), its file format, its benchmark."""
+"""Similar-lesion retrieval: the reference index (exact or faiss-approximate), its file format, synthetic data."""
 
 from __future__ import annotations
 
-from .bench import bench_retrieval, clustered_embeddings
 from .index import AUTO_EXACT_MAX, ReferenceEntry, ReferenceIndex
+from .synthetic import clustered_embeddings
 
-__all__ = ["AUTO_EXACT_MAX", "ReferenceEntry", "ReferenceIndex", "bench_retrieval", "clustered_embeddings"]
+__all__ = ["AUTO_EXACT_MAX", "ReferenceEntry", "ReferenceIndex", "clustered_embeddings"]

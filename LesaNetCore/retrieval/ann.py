@@ -4,7 +4,8 @@ Exact search reads every stored embedding per query: at DeepLesion's 32k lesions
 but at a million it is tens of milliseconds and grows with the set. An inverted file (IVF-Flat) clusters the
 vectors with k-means and scans only the ``nprobe`` lists nearest to the query; distances stay exact, only the
 candidate set is approximate. On a 2-core CPU at 1M x 256 it builds in seconds (k-means on a sample, then one
-assignment pass) where HNSW needs minutes, and reaches recall@5 ~1.0 at ~3 ms per query (see ``bench.py``).
+assignment pass) where HNSW needs minutes, and reaches recall@5 ~1.0 at ~3 ms per query
+(``LesaNetCore/bench/retrieval.py``).
 HNSW is offered for users who prefer its latency profile and can afford its build time.
 
 faiss is imported inside the functions: it is an optional dependency (the ``ann`` extra), needed only here.

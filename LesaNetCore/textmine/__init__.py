@@ -3,7 +3,8 @@
 Modules: ``nltk_setup`` (WordNet 3.0 offline), ``preprocess`` (tokens, offsets, lemmas), ``matcher`` (synonym
 trie), ``relevance_rules`` (negation, hedging, bookmark scope), ``relevance_cnn`` (the learned classifier),
 ``relevance_combine`` (how they combine), ``annotated`` (the shipped annotated pairs), ``mine`` (the miner and
-the split-file layout), ``evaluate`` (hand-labeled scores and recall ceiling), ``bench`` (throughput).
+the split-file layout), ``evaluate`` (hand-labeled scores and recall ceiling). Throughput is measured by
+``LesaNetCore.bench.mine``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import importlib
 # Names resolve on first use (PEP 562): importing the package stays light, and
 # ``python -m LesaNetCore.textmine.relevance_cnn`` does not find its module already imported.
 _HOME = {
-    "bench_mine": "bench",
     "evaluate_hand_labeled": "evaluate", "recoverable_labels": "evaluate",
     "Matcher": "matcher", "Mention": "matcher",
     "JudgedMention": "mine", "MinedLabels": "mine", "TextMiner": "mine", "infer_terms": "mine",
@@ -48,7 +48,6 @@ __all__ = [
     "TextMiner",
     "Token",
     "UNCERTAIN",
-    "bench_mine",
     "build_wordnet_from_debian",
     "ensure_wordnet",
     "evaluate_hand_labeled",

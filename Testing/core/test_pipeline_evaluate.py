@@ -169,7 +169,7 @@ def test_embed_split_runs_the_fused_copy_and_leaves_the_model_alone(trained):
     """Evaluation and index building see the Annotator's numbers: the fused inference copy, not the eval model."""
     import torch
 
-    from LesaNetCore.model import fuse_for_inference
+    from LesaNetCore.model import InferenceModel
     from LesaNetCore.pipeline.evaluate import embed_split
     from LesaNetCore.training.checkpoint import build_model, load_checkpoint
     from LesaNetCore.training.dataset import PatchDataset, open_patch_cache
@@ -179,8 +179,9 @@ def test_embed_split_runs_the_fused_copy_and_leaves_the_model_alone(trained):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cache = open_patch_cache(trained["data"] / "cache")
     probs, embeddings = embed_split(model, cache, "val", batch_size=4)
-    fused_probs, fused_embeddings = predict(fuse_for_inference(model), PatchDataset(cache, "val"), 4, "cpu",
-                                            return_embeddings=True)
+    # The Annotator's path, with the kernels embed_split chose (cached on its first batch).
+    fused_probs, fused_embeddings = InferenceModel(model, kernels="cached").predict_dataset(
+        PatchDataset(cache, "val"), 4, return_embeddings=True)
     np.testing.assert_array_equal(probs, fused_probs)
     np.testing.assert_array_equal(embeddings, fused_embeddings)
     plain_probs, _ = predict(model, PatchDataset(cache, "val"), 4, "cpu", return_embeddings=True)

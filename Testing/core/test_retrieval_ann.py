@@ -8,7 +8,7 @@ import pytest
 from LesaNetCore.errors import LesaNetError
 from LesaNetCore.retrieval import ReferenceEntry, ReferenceIndex, ann, clustered_embeddings
 from LesaNetCore.retrieval.ann import default_params
-from LesaNetCore.retrieval.bench import exact_neighbours, recall_at_k
+from LesaNetCore.retrieval.synthetic import exact_neighbours, recall_at_k
 
 pytest.importorskip("faiss", reason="faiss-cpu is the optional 'ann' dependency of approximate search")
 

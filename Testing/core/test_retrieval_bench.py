@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from LesaNetCore.bench.retrieval import bench_retrieval
 from LesaNetCore.errors import LesaNetError
-from LesaNetCore.retrieval import bench_retrieval, clustered_embeddings
-from LesaNetCore.retrieval.bench import exact_neighbours, recall_at_k
+from LesaNetCore.retrieval import clustered_embeddings
+from LesaNetCore.retrieval.synthetic import exact_neighbours, recall_at_k
 
 
 def test_clustered_embeddings_are_unit_deterministic_and_have_neighbour_structure():

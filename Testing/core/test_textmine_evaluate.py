@@ -53,13 +53,3 @@ def test_read_hand_labeled_rejects_bad_files(tmp_path):
         read_hand_labeled(bad)
     with pytest.raises(LesaNetError, match="readable JSON"):
         read_hand_labeled(tmp_path / "missing.json")
-
-
-@pytest.mark.slow
-def test_bench_mine_reports_sentences_per_second():
-    from LesaNetCore.textmine.bench import bench_mine
-
-    result = bench_mine(seconds=1.0)
-    assert result["sentences"] > 0 and result["mentions_per_sentence"] > 2
-    # the target is >= 5,000/s on an idle core; a shared CI core still clears a fifth of it
-    assert result["sentences_per_second"] >= 1000

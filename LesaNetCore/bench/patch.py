@@ -15,8 +15,8 @@ def bench_patch(repeats: int = 50, seed: int = 0) -> dict:
     Returns:
         ``{"patch_ms": median, "patch_ms_p90": 90th percentile, "repeats": n, "volume_shape": [K, J, I]}``.
     """
-    from .imaging.patch import extract_patch
-    from .imaging.volume import Volume
+    from ..imaging.patch import extract_patch
+    from ..imaging.volume import Volume
 
     rng = np.random.default_rng(seed)
     voxels = rng.integers(-1024, 1500, size=(100, 512, 512), dtype=np.int16).astype(np.float32)

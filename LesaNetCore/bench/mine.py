@@ -28,7 +28,7 @@ def _one_thread() -> None:
 
 def benchmark_sentences() -> list[str]:
     """The benchmark's sentences (plain text with BOOKMARK / OTHER_BMK tokens)."""
-    from .annotated import load_annotated
+    from ..textmine.annotated import load_annotated
 
     return [s.text for s in load_annotated()]
 
@@ -39,7 +39,7 @@ def bench_mine(seconds: float = 2.0, ontology=None, method: str = "combined") ->
     Returns:
         ``{"sentences_per_second", "sentences", "seconds", "method", "mentions_per_sentence"}``.
     """
-    from .mine import TextMiner
+    from ..textmine.mine import TextMiner
 
     _one_thread()
     miner = TextMiner(ontology, method=method)
@@ -56,8 +56,3 @@ def bench_mine(seconds: float = 2.0, ontology=None, method: str = "combined") ->
     return {"sentences_per_second": count / elapsed, "sentences": count, "seconds": elapsed, "method": method,
             "mentions_per_sentence": mentions / len(sentences)}
 
-
-if __name__ == "__main__":
-    import json
-
-    print(json.dumps(bench_mine(), indent=2))
