@@ -119,3 +119,22 @@ def test_batch_one_on_cuda_replays_a_graph_with_eager_numbers():
         np.testing.assert_allclose(got[0], want[0], atol=1e-5)
         np.testing.assert_allclose(got[1], want[1], atol=1e-5)
     assert graph._graphs[(48, 48)] is not None  # captured, not fallen back to eager
+
+
+def test_fused_fully_connected_layers_run_packed_and_follow_weight_changes():
+    from LesaNetCore.model import fuse_for_inference
+    from LesaNetCore.model.lesanet import _Linear
+
+    fused = fuse_for_inference(_trained_ish())
+    layers = [m for m in fused.modules() if isinstance(m, _Linear)]
+    assert len(layers) == 8  # fc_pool1..5, fc_emb, class_scores1, class_scores2
+    layer = fused.fc_pool5
+    x = torch.randn(3, layer.in_features)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-5,
+                                   rtol=1e-5)
+    with torch.no_grad():
+        layer.weight.mul_(2)  # a changed weight is packed again, not served stale
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-5,
+                                   rtol=1e-5)
