@@ -130,7 +130,9 @@ class Annotator:
             (name, self.label_ontology.label_class(name), threshold, radlex[name],
              tuple(sorted(self.label_ontology.parents(name))))
             for name, threshold in zip(self.label_names, self._thresholds.tolist(), strict=True))
-        self._model = InferenceModel(build_model(checkpoint, device=self.device), self.device)
+        # Kernels: batch 1 measured on the first annotation if this machine never did (about 2 s, once); batches
+        # use what `lesanet tune`, evaluation or index building measured, else direct convolution.
+        self._model = InferenceModel(build_model(checkpoint, device=self.device), self.device, lazy_batches=(1,))
         if index is None and using_demo:
             index = demo_index_path()
         self.index = self._load_index(index) if index is not None and index is not False else None
