@@ -51,7 +51,8 @@ def bench_model(device: str = "cpu", model_name: str = "lesanet_vgg16bn", rounds
 
     Returns keys ``forward_b1_ms``, ``forward_b32_ms`` (per patch; "b32" names the large batch whatever its size),
     ``train_step_ms`` (per patch), with ``_direct`` (CPU) or ``_eager`` (CUDA) variants, their
-    ``*_peak_fraction`` and ``*_vs_roofline``, ``kernels_chosen`` and ``kernels_tune_s`` (CPU),
+    ``*_peak_fraction`` and ``*_vs_roofline``, ``kernels_chosen`` and ``kernels_tune_s`` (CPU: seconds of the
+    first batch-1 and batch-32 calls, which pack weights and measure the kernels the cache lacks),
     ``model_peak_gflops`` (median of the section's samples) and the settings.
     """
 
