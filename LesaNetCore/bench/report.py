@@ -79,8 +79,10 @@ def render(r: dict[str, Any]) -> str:
                      f"{_x(r['forward_b32_vs_roofline'])} the roofline, {_pct(r['forward_b32_peak_fraction'])} of "
                      f"peak; {other}: {_ms(r[f'forward_b32_{other}_ms'])} = "
                      f"{_x(r[f'forward_b32_{other}_vs_roofline'])} | <= 1.1 x |")
-        lines.append(f"| training step, batch 32, per patch | {_ms(r['train_step_ms'])} = "
-                     f"{_pct(r['train_step_peak_fraction'])} of peak | >= 60 % |")
+        mmap = (f"; with blocks above 32 MiB mmapped (as `lesanet train` runs today): {_ms(r['train_step_mmap_ms'])} "
+                f"= {_pct(r['train_step_mmap_peak_fraction'])}" if "train_step_mmap_ms" in r else "")
+        lines.append(f"| training step, batch 32, per patch, large blocks kept in the heap | {_ms(r['train_step_ms'])} = "
+                     f"{_pct(r['train_step_peak_fraction'])} of peak{mmap} | >= 60 % |")
     if "retrieval_ms_32k" in r:
         lines.append(f"| exact search, 32k x 256, one query (index evicted from cache first; in cache) | "
                      f"{_ms(r['retrieval_ms_32k'], 2)}; {_ms(r['retrieval_ms_32k_hot'], 2)} | <= 1.0 ms |")

@@ -30,3 +30,41 @@ def test_freed_blocks_are_reused_without_page_faults():
     # Without the setting glibc trims part of the freed heap and the next round faults ~2,000 of its 24,576 pages
     # in again (measured); with it, none.
     assert _faults_of_four_fresh_24mb_blocks() < 200
+
+
+_LARGE_BLOCKS = """
+import resource, sys, torch
+from LesaNetCore.model.cpu_memory import keep_freed_memory, keep_large_blocks
+print(keep_large_blocks() if sys.argv[1] == "large" else keep_freed_memory())
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = torch.empty(64 << 20, dtype=torch.uint8)
+    block.fill_(1)
+    del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(min(faults() for _ in range(5)))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator settings apply on Linux only")
+def test_blocks_above_the_mmap_threshold_are_reused_when_large_blocks_are_kept():
+    """Training's 118 MB maps are above any mmap threshold: only turning mmap off keeps them for reuse.
+
+    In fresh processes (what earlier tests left in this one's heap would blur it); torch's allocations, not
+    numpy's, which asks for huge pages and faults far less often.
+    """
+    import subprocess
+
+    def least_faults(setting: str) -> tuple[str, int]:
+        done = subprocess.run([sys.executable, "-c", _LARGE_BLOCKS, setting], capture_output=True, text=True,
+                              timeout=120, check=True)
+        applied, faults = done.stdout.split()
+        return applied, int(faults)
+
+    applied, faults_kept = least_faults("large")
+    if applied != "True":
+        pytest.skip("not glibc: mallopt is unavailable, the setting is a no-op here")
+    _, faults_mmapped = least_faults("heap")
+    assert faults_kept < 200  # reused from the heap
+    assert faults_mmapped > 8000  # each fresh mmap faults its 16,384 pages in again (measured: all of them)
