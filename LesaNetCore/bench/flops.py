@@ -66,7 +66,7 @@ def layer_flops(algorithm: str, batch: int, c_in: int, c_out: int, height: int, 
 
     Example:
         >>> round(layer_flops("direct", 1, 256, 256, 30, 30) / layer_flops("F4", 1, 256, 256, 30, 30), 2)
-        2.92
+        3.28
     """
     from ..model.kernel_plan import TILES
     from ..model.winograd import output_tiles
@@ -74,9 +74,13 @@ def layer_flops(algorithm: str, batch: int, c_in: int, c_out: int, height: int, 
     tile = TILES[algorithm]
     if tile is None:
         return 2 * 9 * c_in * c_out * height * width * batch
-    points = (tile + 2) ** 2
+    k = tile + 2
     tiles = output_tiles(tile, batch, height, width)
-    return 2 * tiles * (points * c_in * c_out + points * points * c_in + tile * tile * points * c_out)
+    products = 2 * k * k * c_in * c_out
+    # Each transform is two 1-D passes (model.winograd._two_sided): k^3 multiply-adds twice per input tile and
+    # channel, m k^2 + m^2 k per output tile and channel.
+    transforms = 4 * k**3 * c_in + 2 * (tile * k * k + tile * tile * k) * c_out
+    return tiles * (products + transforms)
 
 
 def executed_flops(model, plan, batch: int, height: int = PATCH_SIZE, width: int = PATCH_SIZE) -> float:
