@@ -62,7 +62,8 @@ def keep_large_blocks() -> bool:
 
     Measured on the 2-core AMD EPYC, full-size LesaNet at batch 32: 229,615 minor page faults and about 0.7 s of
     kernel time per training step without it, 1 with it; the step went from 108 to 94 ms per patch (medians of 6).
-    Returns False where glibc's allocator is not in use.
+    The heap grows over the first steps (glibc cannot always fit an aligned block into the hole a freed one of the
+    same size left) and then stays at the process's peak. Returns False where glibc's allocator is not in use.
     """
     if "large" in _applied:
         return True
