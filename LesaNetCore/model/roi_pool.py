@@ -337,7 +337,8 @@ def roi_pool_static(features: Tensor, boxes: Tensor, output_size: int = 5, spati
     cols = torch.arange(width, dtype=torch.float32, device=features.device)
     in_h = (h_start[:, :, None] <= rows) & (rows < h_end[:, :, None])  # (B, P, H)
     in_w = (w_start[:, :, None] <= cols) & (cols < w_end[:, :, None])  # (B, P, W)
-    neg_inf = torch.tensor(float("-inf"), dtype=features.dtype, device=features.device)
+    # torch.full, not torch.tensor: a host-to-device copy is not allowed while a CUDA graph is being captured
+    neg_inf = torch.full((), float("-inf"), dtype=features.dtype, device=features.device)
     by_col = torch.where(in_w[:, None, None, :, :], features[:, :, :, None, :], neg_inf).amax(dim=-1)  # (B, C, H, P)
     pooled = torch.where(in_h[:, None, :, :, None], by_col[:, :, None, :, :], neg_inf).amax(dim=3)  # (B, C, P, P)
     return torch.where(pooled == neg_inf, torch.zeros((), dtype=pooled.dtype, device=pooled.device), pooled)
