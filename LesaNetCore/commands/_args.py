@@ -37,6 +37,16 @@ def parse_numbers(argument: str, text: str, rule: str = "must be comma-separated
     return values
 
 
+def add_annotator_arguments(parser) -> None:
+    """The options of an ``Annotator`` (model, index, retrieval, thresholds, device), shared by the commands."""
+    parser.add_argument("--model", metavar="CKPT", help="checkpoint (default: the shipped demo model)")
+    parser.add_argument("--index", metavar="DIR", help="reference index folder (default: the demo index with "
+                        "the demo model, none otherwise)")
+    parser.add_argument("--top-k", type=int, default=5, help="similar lesions to retrieve (default 5)")
+    parser.add_argument("--threshold-offset", type=float, default=0.0, help="added to every threshold")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+
+
 def add_dicom_arguments(parser) -> None:
     """``--series UID`` (alias ``--series-uid``) and ``--allow-non-ct``, for commands that read a volume."""
     parser.add_argument("--series", "--series-uid", dest="series_uid", metavar="UID",

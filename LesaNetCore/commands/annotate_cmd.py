@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import add_dicom_arguments
+from ._args import add_annotator_arguments, add_dicom_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,16 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      "padded by 5 pixels)")
     box.add_argument("--recist-lps", metavar="X1,Y1,X2,Y2[,X3,Y3,X4,Y4],Z",
                      help="the same measurement in LPS millimetres on the axial plane at height Z")
-    parser.add_argument("--model", metavar="CKPT", help="checkpoint (default: the shipped demo model)")
-    parser.add_argument("--index", metavar="DIR", help="reference index folder (default: the demo index with "
-                        "the demo model, none otherwise)")
+    add_annotator_arguments(parser)
     add_dicom_arguments(parser)
     parser.add_argument("--sr", metavar="OUT.dcm", help="write a DICOM SR (TID 1500)")
     parser.add_argument("--json", metavar="OUT.json", help="write the JSON report")
     parser.add_argument("--md", metavar="OUT.md", help="write the Markdown report")
-    parser.add_argument("--top-k", type=int, default=5, help="similar lesions to retrieve (default 5)")
-    parser.add_argument("--threshold-offset", type=float, default=0.0, help="added to every threshold")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 

@@ -6,6 +6,8 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from ._args import add_annotator_arguments
+
     parser = subparsers.add_parser(
         "annotate-list",
         help="annotate every lesion of a worklist (CSV, JSON lines or DeepLesion's DL_info.csv)",
@@ -18,13 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("worklist", help="CSV, JSON-lines file, or a DeepLesion-layout DL_info.csv")
     parser.add_argument("--out", required=True, metavar="DIR", help="the run folder (created, or resumed)")
-    parser.add_argument("--model", metavar="CKPT", help="checkpoint (default: the shipped demo model)")
-    parser.add_argument("--index", metavar="DIR", help="reference index folder (default: the demo index with "
-                        "the demo model, none otherwise)")
+    add_annotator_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="boxes per forward pass (default 16)")
-    parser.add_argument("--top-k", type=int, default=5, help="similar lesions to retrieve (default 5)")
-    parser.add_argument("--threshold-offset", type=float, default=0.0, help="added to every threshold")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

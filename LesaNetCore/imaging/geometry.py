@@ -17,6 +17,22 @@ from ..errors import invalid
 _RAS_FLIP = np.diag([-1.0, -1.0, 1.0])
 
 
+def lps_geometry_of(matrix) -> tuple[tuple[float, ...], tuple[float, ...], np.ndarray]:
+    """(spacing, LPS origin, LPS direction) of a 4x4 IJK-to-RAS matrix: column norms, flipped offset and columns.
+
+    Raises:
+        LesaNetError: a matrix that is not finite 4x4 or has a zero column.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+        raise invalid("matrix", "must be a finite 4x4 IJK-to-RAS matrix", np.asarray(matrix).tolist())
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    if not (spacing > 0).all():
+        raise invalid("matrix", "must have non-zero columns (the voxel spacing)", spacing.tolist())
+    direction = _RAS_FLIP @ (matrix[:3, :3] / spacing)
+    return tuple(float(v) for v in spacing), tuple(float(v) for v in _RAS_FLIP @ matrix[:3, 3]), direction
+
+
 @dataclass(frozen=True, eq=False)
 class VolumeGeometry:
     """The grid of a volume.
@@ -56,14 +72,8 @@ class VolumeGeometry:
     @classmethod
     def from_ijk_to_ras(cls, size_ijk, matrix, source: str = "") -> VolumeGeometry:
         """From a 4x4 IJK-to-RAS matrix (Slicer's ``GetIJKToRASMatrix``, a NIfTI affine)."""
-        matrix = np.asarray(matrix, dtype=np.float64)
-        if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
-            raise invalid("matrix", "must be a finite 4x4 IJK-to-RAS matrix", np.asarray(matrix).tolist())
-        spacing = np.linalg.norm(matrix[:3, :3], axis=0)
-        if not (spacing > 0).all():
-            raise invalid("matrix", "must have non-zero columns (the voxel spacing)", spacing.tolist())
-        direction = _RAS_FLIP @ (matrix[:3, :3] / spacing)
-        return cls(tuple(size_ijk), tuple(spacing), tuple(_RAS_FLIP @ matrix[:3, 3]), direction, source)
+        spacing, origin, direction = lps_geometry_of(matrix)
+        return cls(tuple(size_ijk), spacing, origin, direction, source)
 
     @property
     def _index_to_lps(self) -> np.ndarray:

@@ -135,13 +135,10 @@ class Volume:
 
         The column norms of the matrix are the spacing; the normalised columns the direction.
         """
-        matrix = np.asarray(matrix, dtype=np.float64)
-        if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
-            raise invalid("matrix", "must be a finite 4x4 IJK-to-RAS matrix", np.asarray(matrix).tolist())
-        spacing = np.linalg.norm(matrix[:3, :3], axis=0)
-        if not (spacing > 0).all():
-            raise invalid("matrix", "must have non-zero columns (the voxel spacing)", spacing.tolist())
-        return cls.from_ras(voxels, tuple(spacing), matrix[:3, 3], matrix[:3, :3] / spacing, source)
+        from .geometry import lps_geometry_of
+
+        spacing, origin, direction = lps_geometry_of(matrix)
+        return cls(voxels, spacing, origin, direction, source)
 
     @classmethod
     def from_sitk(cls, image, source: str = "", slice_files: tuple[str, ...] | None = None) -> Volume:

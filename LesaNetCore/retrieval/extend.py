@@ -78,6 +78,18 @@ def extended_index(index: Any, embeddings: np.ndarray, entries: Sequence[Any], *
                           method=index.method, params=params, faiss_index=faiss_index)
 
 
+def entry_changes(index: Any, entries: Sequence[Any]) -> list[str]:
+    """Per entry: ``"added"`` (its lesion id is not in ``index``), ``"updated"`` (it is, with other labels) or
+    ``"unchanged"`` (it is, with the same labels); read from the index's columns, no thumbnail copied."""
+    rows = {lesion: row for row, lesion in enumerate(index._lesion_ids)}
+    out = []
+    for entry in entries:
+        row = rows.get(entry.lesion_id)
+        out.append("added" if row is None else "unchanged" if index._labels[row] == tuple(entry.labels)
+                   else "updated")
+    return out
+
+
 def _joined_thumbnails(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """Old and new thumbnail stacks as one; a side without thumbnails takes the other side's shape (blank)."""
     if old.shape[1:] == new.shape[1:]:

@@ -24,24 +24,25 @@ REPORT_MD = "comparison.md"
 REPORT_PNG = "comparison.png"
 
 
-def model_scores(checkpoint: Any, cache: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, consistent decisions) of a checkpoint on a cache split, as the Annotator decides."""
+def model_scores(checkpoint: Any, cache: Any, splits: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per split: (scores, consistent decisions) of a checkpoint on the cache, as the Annotator makes them.
+
+    The scores come from the inference path the Annotator uses (``embed_split``), the decisions from the
+    checkpoint's thresholds and label ontology (``consistent_decisions``), as ``lesanet evaluate`` does; the
+    model is built once for all ``splits``.
+    """
     from ..annotate import label_ontology_for
-    from ..ontology import decide
-    from ..training import predict
+    from ..pipeline.evaluate import consistent_decisions, embed_split
     from ..training.checkpoint import build_model
-    from ..training.dataset import PatchDataset
 
     model = build_model(checkpoint, device="cpu")
-    scores = predict(model, PatchDataset(cache, split), batch_size=64, device="cpu")
-    names = list(checkpoint.label_names)
     ontology = label_ontology_for(checkpoint)
-    limits = dict(zip(names, (float(t) for t in checkpoint.thresholds), strict=True))
-    decisions = np.zeros(scores.shape, dtype=bool)
-    for row, values in enumerate(scores):
-        kept = decide(ontology, dict(zip(names, (float(v) for v in values), strict=True)), limits)
-        decisions[row] = [name in kept for name in names]
-    return scores, decisions
+    thresholds = np.asarray(checkpoint.thresholds, dtype=np.float64)
+    out = {}
+    for split in splits:
+        scores = embed_split(model, cache, split)[0]
+        out[split] = (scores, consistent_decisions(ontology, scores, thresholds))
+    return out
 
 
 def compare_on_held_out(parent: Any, child: Any, cache: Any, split: str = "val") -> dict[str, Any]:
@@ -53,7 +54,7 @@ def compare_on_held_out(parent: Any, child: Any, cache: Any, split: str = "val")
     targets, valid = labels["targets"] > 0, labels["valid"]
     out: dict[str, Any] = {"split": split, "lesions": int(len(targets)), "labels": {}}
     for name, checkpoint in (("parent", parent), ("child", child)):
-        scores, decisions = model_scores(checkpoint, cache, split)
+        scores, decisions = model_scores(checkpoint, cache, (split,))[split]
         metrics = per_label_metrics(scores, targets, valid, np.asarray(checkpoint.thresholds), predictions=decisions)
         out[name] = {key: (None if value != value else float(value)) for key, value in mean_per_class(metrics).items()}
         for index, term in enumerate(cache.label_names):

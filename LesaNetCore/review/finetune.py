@@ -78,15 +78,15 @@ def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: 
     if not mix_ratio >= 0:
         raise invalid("--mix-ratio", "must be >= 0", mix_ratio)
     parent = load_checkpoint(model)
-    cache = open_patch_cache(Path(corrections))
-    if cache.label_names != list(parent.label_names):
+    reviewed = open_patch_cache(Path(corrections))
+    if reviewed.label_names != list(parent.label_names):
         raise invalid("--corrections", "must be corrections of this model's labels (same label list)",
-                      f"{len(cache.label_names)} labels vs the model's {len(parent.label_names)}")
-    if len(cache.rows("val")) == 0:
+                      f"{len(reviewed.label_names)} labels vs the model's {len(parent.label_names)}")
+    if len(reviewed.rows("val")) == 0:
         raise invalid("--corrections", "must have a held-out part to recalibrate on (corrections of at least two "
-                      "patients)", f"{len(cache.rows('train'))} lesions, all in training")
-    cache = replace(cache, meta=dict(cache.meta, label_ontology=parent.label_ontology,
-                                     ontology_digest=parent.ontology_digest))
+                      "patients)", f"{len(reviewed.rows('train'))} lesions, all in training")
+    cache = replace(reviewed, meta=dict(reviewed.meta, label_ontology=parent.label_ontology,
+                                        ontology_digest=parent.ontology_digest))
     if data is not None:
         cache = _mixed_cache(cache, open_patch_cache(data), mix_ratio)
     config = TrainConfig(arch=parent.arch, epochs=epochs, batch_size=batch_size, lr=lr, lr_step_epoch=epochs,
@@ -102,13 +102,12 @@ def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: 
     child = load_checkpoint(out_dir / "last.pt")
     provenance = {
         "parent": str(Path(model).resolve()), "parent_digest": checkpoint_digest(parent),
-        "corrections": str(Path(corrections).resolve()), "lesions": int(len(cache.rows("train"))
-                                                                         + len(cache.rows("val"))),
-        "held_out": int(len(cache.rows("val"))), "mixed": cache.meta.get("mixed"),
+        "corrections": str(Path(corrections).resolve()), "lesions": int(len(reviewed.arrays["split"])),
+        "held_out": int(len(reviewed.rows("val"))), "mixed": cache.meta.get("mixed"),
         "readers": _readers(Path(corrections)),
     }
     child_model = build_model(child, device="cpu")
-    thresholds = recalibrated_thresholds(parent, child, open_patch_cache(Path(corrections)))
+    thresholds = recalibrated_thresholds(parent, child, reviewed)
     child = replace(child, thresholds=thresholds)
     provenance["recalibrated_labels"] = int(sum(a != b for a, b in zip(thresholds, parent.thresholds, strict=True)))
     save_checkpoint(out_dir / "best.pt", child_model, arch=child.arch, label_names=child.label_names,
@@ -116,7 +115,7 @@ def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: 
                     preprocessing=child.preprocessing, thresholds=thresholds, train_config=child.train_config,
                     metrics={**{k: v for k, v in child.metrics.items()}, "finetune": provenance}, epoch=child.epoch,
                     label_ontology=child.label_ontology, overwrite=True)
-    comparison = compare_on_held_out(parent, load_checkpoint(out_dir / "best.pt"), open_patch_cache(corrections))
+    comparison = compare_on_held_out(parent, child, reviewed)
     write_text_atomic(out_dir / "comparison.json", json.dumps(comparison, indent=1) + "\n", "comparison.json",
                       overwrite=True)
     return {"train": summary, "provenance": provenance, "comparison": comparison, "checkpoint": str(out_dir / "best.pt")}
@@ -164,14 +163,13 @@ def recalibrated_thresholds(parent: Any, child: Any, cache: Any, minimum: int = 
     from ..training.dataset import split_arrays
     from .compare import model_scores
 
+    scores = {split: values[0] for split, values in model_scores(child, cache, ("train", "val")).items()}
+    labels = {split: split_arrays(cache, split) for split in scores}
     out = [float(t) for t in parent.thresholds]
-    for split in ("all", "val"):  # held-out calibration wins where it is possible
-        splits = ("train", "val") if split == "all" else ("val",)
-        scores = np.concatenate([model_scores(child, cache, s)[0] for s in splits])
-        labels = [split_arrays(cache, s) for s in splits]
-        targets = np.concatenate([x["targets"] for x in labels]) > 0
-        valid = np.concatenate([x["valid"] for x in labels])
-        fitted = calibrate_thresholds(scores, targets, valid)
+    for splits in (("train", "val"), ("val",)):  # held-out calibration wins where it is possible
+        targets = np.concatenate([labels[s]["targets"] for s in splits]) > 0
+        valid = np.concatenate([labels[s]["valid"] for s in splits])
+        fitted = calibrate_thresholds(np.concatenate([scores[s] for s in splits]), targets, valid)
         enough = (targets & valid).sum(axis=0) >= minimum
         out = [float(f) if ok else t for f, ok, t in zip(fitted, enough, out, strict=True)]
     return out

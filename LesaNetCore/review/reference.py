@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LesaNetError, invalid
+from ..errors import invalid
 
 
 def correction_entries(cache: Any) -> list[Any]:
@@ -63,7 +63,7 @@ def add_corrections_to_index(index_dir: str | os.PathLike, checkpoint: Any, corr
     """
     from ..pipeline.evaluate import embed_split
     from ..retrieval import ReferenceIndex
-    from ..retrieval.extend import extended_index
+    from ..retrieval.extend import entry_changes, extended_index
     from ..training.checkpoint import Checkpoint, build_model, checkpoint_digest, load_checkpoint
     from ..training.dataset import SPLITS, open_patch_cache
     from .corrections import CACHE_DIR
@@ -82,35 +82,19 @@ def add_corrections_to_index(index_dir: str | os.PathLike, checkpoint: Any, corr
     digest = checkpoint_digest(ckpt)
     index = ReferenceIndex.load(index_dir, model_digest=digest, label_names=ckpt.label_names)
     entries = correction_entries(cache)
-    model = build_model(ckpt, device)
-    embeddings = np.zeros((len(entries), index.dim), dtype=np.float32)
-    for split in SPLITS:
-        rows = cache.rows(split)
-        if len(rows):
-            embeddings[rows] = embed_split(model, cache, split, device=device, progress=progress)[1]
-    current = {index.entry(row).lesion_id: row for row in range(len(index))}
-    keep = []
-    counts = {"added": 0, "updated": 0, "unchanged": 0}
-    for number, entry in enumerate(entries):
-        row = current.get(entry.lesion_id)
-        if row is None:
-            counts["added"] += 1
-        elif index.entry(row).labels == entry.labels:
-            counts["unchanged"] += 1
-            continue
-        else:
-            counts["updated"] += 1
-        keep.append(number)
+    changes = entry_changes(index, entries)
+    keep = [number for number, change in enumerate(changes) if change != "unchanged"]
+    counts = {change: changes.count(change) for change in ("added", "updated", "unchanged")}
     target = Path(out) if out is not None else Path(index_dir)
     if keep:
-        grown = extended_index(index, embeddings[keep], [entries[n] for n in keep], model_digest=digest,
+        embeddings = np.zeros((len(entries), index.dim), dtype=np.float32)
+        model = build_model(ckpt, device)
+        for split in SPLITS:
+            rows = cache.rows(split)
+            if len(rows):
+                embeddings[rows] = embed_split(model, cache, split, device=device, progress=progress)[1]
+        index = extended_index(index, embeddings[keep], [entries[n] for n in keep], model_digest=digest,
                                replace=True)
-        grown.save(target, overwrite=out is None)
-        total = len(grown)
-    else:
-        if out is not None:
-            index.save(target)
-        total = len(index)
-    if total == 0:
-        raise LesaNetError("index: must hold lesions after adding, but holds none")
-    return {**counts, "total": int(total), "index": str(target)}
+    if keep or out is not None:
+        index.save(target, overwrite=out is None)
+    return {**counts, "total": len(index), "index": str(target)}

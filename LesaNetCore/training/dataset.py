@@ -220,7 +220,6 @@ def build_patch_cache(
 
     n, c = len(rows), len(term_list)
     size = int(DEFAULT_PREPROCESSING["patch_size"])
-    folder_mode = out_path.suffix != ".npz"
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".part", dir=_parent(out_path)))
     try:
         images = np.lib.format.open_memmap(tmp_dir / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
@@ -259,10 +258,7 @@ def build_patch_cache(
         for name, array in arrays.items():
             np.save(tmp_dir / f"{name}.npy", array)
         (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if folder_mode:
-            _move_into_place(tmp_dir, out_path, overwrite)
-        else:
-            _write_npz(tmp_dir, out_path, overwrite)
+        _publish(tmp_dir, out_path, overwrite)
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
@@ -414,6 +410,14 @@ def _parent(path: Path) -> Path:
     return parent
 
 
+def _publish(tmp_dir: Path, out_path: Path, overwrite: bool) -> None:
+    """The staged cache folder becomes ``out_path``: packed into one file for ``.npz``, renamed into place else."""
+    if out_path.suffix == ".npz":
+        _write_npz(tmp_dir, out_path, overwrite)
+    else:
+        _move_into_place(tmp_dir, out_path, overwrite)
+
+
 def _move_into_place(tmp_dir: Path, out_path: Path, overwrite: bool) -> None:
     """Renames the finished folder onto ``out_path``; an old cache is removed only after the swap."""
     old = None
@@ -465,10 +469,7 @@ def write_patch_cache(out_path: str | os.PathLike, images: np.ndarray, arrays: M
         for name in _ARRAYS[1:]:
             np.save(tmp_dir / f"{name}.npy", np.asarray(arrays[name]))
         (tmp_dir / "meta.json").write_text(json.dumps(full, indent=1), encoding="utf-8")
-        if out_path.suffix == ".npz":
-            _write_npz(tmp_dir, out_path, overwrite)
-        else:
-            _move_into_place(tmp_dir, out_path, overwrite)
+        _publish(tmp_dir, out_path, overwrite)
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
