@@ -5,8 +5,9 @@ evidence for the predicted labels, and never a lesion of the query's own patient
 lesion seen again, not evidence). Embeddings are L2-normalised, so the L2 distance and the cosine similarity
 carry the same order: ``distance^2 = 2 - 2 cos``.
 
-Exact search of one query (annotation) in a process that has torch scores a float16 copy and re-ranks the
-candidates exactly (``exact.py``: same neighbours, half the bytes, no dependence on the BLAS vendor); batches
+Exact search of one query (annotation) in a process that has torch scores an int8 (else float16) copy and
+re-ranks the candidates exactly (``exact.py``: same neighbours, a quarter of the bytes, no dependence on the BLAS
+vendor); batches
 of queries (evaluation) are one float32 matrix product and an ``argpartition``. Above ``AUTO_EXACT_MAX`` entries ``method="auto"`` switches to a faiss inverted file
 (``ann.py``), which keeps latency in milliseconds at millions of entries. Files are handled in ``storage.py``.
 
@@ -42,11 +43,11 @@ AUTO_EXACT_MAX = 100_000
 _NORM_TOLERANCE = 1e-3
 # Exact search scores at most this many query x entry pairs at once (128 MB of float32).
 _SCORE_BLOCK = 32 * 2**20
-# Up to this many queries are searched one by one from the float16 copy (exact.py); more go through one float32
-# matrix product, which is compute-bound and where the float16 copy saves nothing.
-_HALF_MAX_QUERIES = 4
-# Below this many rows the index fits in cache and the float32 product is as fast: no float16 copy is made.
-_HALF_MIN_ROWS = 4096
+# Up to this many queries are searched one by one from the compressed copy (exact.py); more go through one float32
+# matrix product, which is compute-bound and where the compressed copy saves nothing.
+_SCORER_MAX_QUERIES = 4
+# Below this many rows the index fits in cache and the float32 product is as fast: no compressed copy is made.
+_SCORER_MIN_ROWS = 4096
 
 PatientFilter = str | Sequence[str | None] | None
 
@@ -95,7 +96,7 @@ class ReferenceIndex:
         self._patient_lookup: dict[str, int] = {}
         self._patient_rows: list[np.ndarray] = []
         self._torch_embeddings = None
-        self._half_scorer: Any = None  # exact.HalfPrecisionScorer, built on the first single query; False: declined
+        self._scorer: Any = None  # exact.create_scorer's, built on the first single query; False: declined
 
     # ----------------------------------------------------------------------------------------------- building
     @classmethod
@@ -236,7 +237,7 @@ class ReferenceIndex:
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         distances = np.full((len(queries), k), np.inf, dtype=np.float32)
         take = min(k, count)
-        scorer = self._half_precision() if len(queries) <= _HALF_MAX_QUERIES else None
+        scorer = self._compressed_scorer() if len(queries) <= _SCORER_MAX_QUERIES else None
         if scorer is not None:
             for i, (query, code) in enumerate(zip(queries, excluded, strict=True)):
                 top, top_scores = scorer.top_k(query, k, self._patient_rows[code] if code >= 0 else None)
@@ -299,16 +300,16 @@ class ReferenceIndex:
         return rows, distances
 
     # --------------------------------------------------------------------------------------------- helpers
-    def _half_precision(self):
-        """The float16 scorer of :mod:`.exact` in a torch process (built once), else None."""
-        if self._half_scorer is None:
+    def _compressed_scorer(self):
+        """The int8 or float16 scorer of :mod:`.exact` in a torch process (built once), else None."""
+        if self._scorer is None:
             torch = sys.modules.get("torch")
-            if torch is None or len(self) < _HALF_MIN_ROWS:
+            if torch is None or len(self) < _SCORER_MIN_ROWS:
                 return None
-            from .exact import HalfPrecisionScorer
+            from .exact import create_scorer
 
-            self._half_scorer = HalfPrecisionScorer.create(self._embeddings, torch) or False
-        return self._half_scorer or None
+            self._scorer = create_scorer(self._embeddings, torch) or False
+        return self._scorer or None
 
     def _similarities(self, queries: np.ndarray) -> np.ndarray:
         """Query x entry cosine similarities.
