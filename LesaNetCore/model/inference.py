@@ -126,8 +126,11 @@ class InferenceModel:
         shapes = list(conv_shapes(self.module, size, height, width).values())
         if not shapes or (self.plan is not None and self.plan.covers(shapes)) or not tuning_enabled():
             return
+        # ``panel``: the short text a GUI shows while it waits (the Slicer worker forwards it to the status line).
         _LOG.info("choosing CPU convolution kernels for batch %d on this machine (once, a few seconds; saved in "
-                  "%s; `lesanet tune` does it ahead)", size, cache_file())
+                  "%s; `lesanet tune` does it ahead)", size, cache_file(),
+                  extra={"panel": "Measuring the fastest convolution kernels for this computer (once, a few "
+                                  "seconds)..."})
         result = self.tune((size,), height, width)
         _LOG.info("kernels for batch %d chosen in %.1f s", size, result.seconds)
 

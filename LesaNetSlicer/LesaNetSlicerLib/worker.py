@@ -58,6 +58,7 @@ class Request:
         self.payload = payload
         self.status = QUEUED
         self.progress = ""
+        self.progressHistory: list[str] = []  # every progress text in order (the last is ``progress``)
         self.result: Any = None
         self.error: WorkerError | None = None
         self.submitted = time.perf_counter()
@@ -343,6 +344,7 @@ class WorkerProcess:
             kind = message["type"]
             if kind == "progress":
                 request.progress = message["text"]
+                request.progressHistory.append(message["text"])
                 continue
             del self._pending[request.id]
             if kind == "result":

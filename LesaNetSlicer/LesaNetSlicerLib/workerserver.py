@@ -24,6 +24,7 @@ exits: it never outlives the Slicer session that started it.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import sys
@@ -34,6 +35,24 @@ from collections import OrderedDict
 
 class Cancelled(Exception):
     """The module cancelled the running request."""
+
+
+class PanelNotes(logging.Handler):
+    """Forwards the core's notes meant for a waiting user (log records with a ``panel`` text) as progress.
+
+    The first annotation on a new computer measures its convolution kernels for a few seconds
+    (``LesaNetCore.model.inference``); without this the panel would show "Annotating..." all that time and the
+    note would only reach the worker's log file.
+    """
+
+    def __init__(self, server: InferenceServer) -> None:
+        super().__init__(logging.INFO)
+        self.server = server
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = getattr(record, "panel", None)
+        if text and self.server.current is not None:
+            self.server.send({"type": "progress", "id": self.server.current, "text": str(text)})
 
 
 class InferenceServer:
@@ -51,6 +70,9 @@ class InferenceServer:
         self.annotator = None
         self.annotatorSettings = None
         self.current: int | None = None
+        notes = logging.getLogger("LesaNetCore")
+        notes.setLevel(min(notes.getEffectiveLevel(), logging.INFO))
+        notes.addHandler(PanelNotes(self))
 
     # ------------------------------------------------------------------------------------------------ wire
     def send(self, message: dict) -> None:

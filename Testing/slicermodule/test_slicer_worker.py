@@ -142,3 +142,33 @@ def test_volume_upload_is_incremental_and_follows_modifications(tmp_path):
     with pytest.raises(LesaNetError, match="must not change while it is sent"):
         again.step()
     assert volumeKey(node) != key and not again.path.exists()
+
+
+def test_the_first_annotation_on_a_new_computer_says_it_measures_kernels(tmp_path):
+    """A fresh kernel cache makes the first annotation measure for a while: the panel's status line says so."""
+    from LesaNetSlicerLib.logic import AnnotationSettings
+    from LesaNetSlicerLib.worker import WorkerProcess
+
+    from LesaNetCore.demo import demo_volume
+
+    volume, lesions = demo_volume()
+    np.save(tmp_path / "ct.npy", np.asarray(volume.voxels))
+    environment = {"LESANET_CACHE_DIR": str(tmp_path / "new-computer-cache"), "LESANET_TUNE": "on"}
+    process = WorkerProcess(python=sys.executable, pythonPath=[str(REPO_ROOT)], environment=environment)
+    try:
+        process.run("loadVolume", timeout=120, key="ct", path=str(tmp_path / "ct.npy"),
+                    spacing=tuple(volume.spacing), origin=tuple(volume.origin), direction=np.asarray(volume.direction).tolist())
+        settings = AnnotationSettings(device="cpu").annotatorArguments()
+        histories = []
+        for _ in range(2):
+            request = process.submit("annotate", settings=settings, volumeKey="ct",
+                                     input={"box_ijk": list(lesions[0].box_ijk)})
+            result = process.wait(request, 300)
+            assert result.labels
+            histories.append(request.progressHistory)
+    finally:
+        process.shutdown()
+    note = "Measuring the fastest convolution kernels for this computer (once, a few seconds)..."
+    assert histories[0][-1] == note and "Annotating..." in histories[0]
+    assert note not in histories[1]  # measured once, then cached
+    assert (tmp_path / "new-computer-cache" / "kernels.json").is_file()
