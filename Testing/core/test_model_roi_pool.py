@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from LesaNetCore.errors import LesaNetError
-from LesaNetCore.model.roi_pool import roi_pool
+from LesaNetCore.model.roi_pool import roi_cells, roi_pool
 
 
 def _round_half_away(value: float) -> float:
@@ -104,3 +104,29 @@ def test_roi_pool_gradient_matches_naive_autograd(channels_last, same_size):
 def test_roi_pool_rejects_mismatched_boxes():
     with pytest.raises(LesaNetError, match="boxes"):
         roi_pool(torch.zeros(2, 1, 8, 8), torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.125, 0.0625])
+def test_nonnegative_maps_pool_the_same_with_zero_fill_and_given_cells(scale):
+    """LesaNet's ReLU maps: zero instead of -inf outside the map gives RoIPool's numbers on every path."""
+    gen = torch.Generator().manual_seed(7)
+    size = max(int(120 * scale), 3)
+    features = torch.relu(torch.randn(6, 8, size, size, generator=gen)).contiguous(memory_format=torch.channels_last)
+    features[3] = 0.0  # an all-zero map: a bin's max of 0 from inside the map, not from the fill
+    corners = torch.rand(6, 2, 2, generator=gen) * 140 - 10
+    boxes = torch.cat([corners.min(dim=1).values, corners.max(dim=1).values], dim=1)
+    boxes[0] = torch.tensor([0.0, 0.0, 120.0, 120.0])  # the whole-patch box: overhangs by one or two cells
+    boxes[1] = torch.tensor([-60.0, -60.0, -30.0, -40.0])  # entirely outside
+    expected = _naive_roi_pool(features, boxes, 5, scale)
+    with torch.inference_mode():
+        cells = roi_cells(boxes, scale)
+        for got in (roi_pool(features, boxes, 5, scale, nonnegative=True),  # sliced path, sizes differ
+                    roi_pool(features, boxes, 5, scale, cells=cells, nonnegative=True),
+                    torch.cat([roi_pool(features[i:i + 1], boxes[i:i + 1], 5, scale, cells=cells[i:i + 1],
+                                        nonnegative=True) for i in range(6)])):  # batch 1, as annotation
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        whole = boxes[:1].expand(6, 4)  # equal sizes: the gathered path
+        torch.testing.assert_close(roi_pool(features, whole, 5, scale, nonnegative=True),
+                                   _naive_roi_pool(features, whole, 5, scale), rtol=0, atol=0)
+    with pytest.raises(LesaNetError, match="cells"):
+        roi_pool(features, boxes, 5, scale, cells=cells[:2])
