@@ -24,3 +24,9 @@ def test_no_decision_changes_with_the_kernel_choice(tmp_path):
     assert all(row["decisions"] > 0 for row in result["rows"])
     assert result["max_changed_vs_direct"] == 0 and result["max_prob_diff"] < 1e-4
     assert main([str(tmp_path / "run" / "last.pt"), str(tmp_path / "data" / "cache")]) == 0
+    beside = kernel_numerics(str(tmp_path / "run" / "last.pt"), str(tmp_path / "data" / "cache"), batches=(1,),
+                             splits=("val",), bf16=True)
+    (bf16,) = beside["bf16_rows"]
+    assert bf16["decisions"] == next(r["decisions"] for r in beside["rows"])
+    assert 1e-5 < bf16["max_prob_diff"] < 0.1  # bf16 really ran (fp32 choices stay within 1e-4) and is close
+    assert beside["max_changed_vs_direct"] == 0  # reported beside: the verdict is the fp32 kernels' only
