@@ -70,9 +70,7 @@ class InferenceServer:
         self.annotator = None
         self.annotatorSettings = None
         self.current: int | None = None
-        notes = logging.getLogger("LesaNetCore")
-        notes.setLevel(min(notes.getEffectiveLevel(), logging.INFO))
-        notes.addHandler(PanelNotes(self))
+        self.notes = PanelNotes(self)  # on the "LesaNetCore" logger while serve() runs
 
     # ------------------------------------------------------------------------------------------------ wire
     def send(self, message: dict) -> None:
@@ -106,6 +104,15 @@ class InferenceServer:
 
     def serve(self) -> None:
         threading.Thread(target=self._readLoop, name="LesaNetWorkerReader", daemon=True).start()
+        core = logging.getLogger("LesaNetCore")
+        core.setLevel(min(core.getEffectiveLevel(), logging.INFO))
+        core.addHandler(self.notes)
+        try:
+            self._serveRequests()
+        finally:
+            core.removeHandler(self.notes)
+
+    def _serveRequests(self) -> None:
         while True:
             message = self.requests.get()
             if message is None:
