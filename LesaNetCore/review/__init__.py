@@ -10,6 +10,6 @@ Modules:
 
 from __future__ import annotations
 
-from .corrections import read_corrections, rebuild_cache, write_correction
+from .corrections import read_corrections, rebuild_cache, remove_correction, write_correction
 
-__all__ = ["read_corrections", "rebuild_cache", "write_correction"]
+__all__ = ["read_corrections", "rebuild_cache", "remove_correction", "write_correction"]

@@ -50,6 +50,21 @@ def correction_file(folder: str | os.PathLike, lesion_id: str) -> Path:
     return Path(folder) / LESIONS_DIR / f"{safe_name(lesion_id)}.json"
 
 
+def remove_correction(folder: str | os.PathLike, lesion_id: str) -> bool:
+    """Forgets one lesion's correction (its report and training row) and rebuilds the cache if it had one.
+
+    For a lesion skipped or left unreviewed after an earlier verdict: it must leave the training data. Returns
+    whether anything was removed.
+    """
+    path = correction_file(folder, lesion_id)
+    removed = [f for f in (path, path.with_suffix(".npz")) if f.exists()]
+    for file in removed:
+        file.unlink()
+    if removed:
+        rebuild_cache(folder)
+    return bool(removed)
+
+
 def write_correction(folder: str | os.PathLike, result: Any, lesion_id: str, patient_id: str = "") -> Path | None:
     """Records one reviewed lesion and rebuilds the cache; returns its file (None when skipped or unreviewed).
 
@@ -64,11 +79,7 @@ def write_correction(folder: str | os.PathLike, result: Any, lesion_id: str, pat
     folder = Path(folder)
     path = correction_file(folder, lesion_id)
     if result.review_status not in TRAINING_STATUSES:
-        removed = [f for f in (path, path.with_suffix(".npz")) if f.exists()]
-        for file in removed:
-            file.unlink()
-        if removed:
-            rebuild_cache(folder)
+        remove_correction(folder, lesion_id)
         return None
     if result.patch_image is None or result.patch_box is None:
         raise invalid(f"lesion {lesion_id!r}", "must carry the patch the model saw to become training data", None)

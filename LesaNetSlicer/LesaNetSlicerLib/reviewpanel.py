@@ -180,13 +180,12 @@ class ReviewController:
         session, logic, reader = self.session, self.widget.logic, self.parameters.reader
         lesion = session.lesionNode(row)
         folder = self.correctionsFolder()
-        if logic.resultFor(lesion) is None and folder is not None:  # skipped before its annotation
-            from LesaNetCore.review.corrections import correction_file, rebuild_cache
+        if logic.resultFor(lesion) is None:  # skipped before its annotation: an earlier verdict is withdrawn
+            if folder is not None:
+                from LesaNetCore.review.corrections import remove_correction
 
-            if correction_file(folder, session.value(row, "lesion_id")).exists():
-                correction_file(folder, session.value(row, "lesion_id")).unlink()
-                rebuild_cache(folder)
-        if logic.resultFor(lesion) is not None:
+                remove_correction(folder, session.value(row, "lesion_id"))
+        else:
             logic.setReview(lesion, status, reader)
             if folder is not None:
                 logic.writeCorrection(lesion, folder, session.value(row, "lesion_id"), session.value(row, "patient_id"))

@@ -56,6 +56,16 @@ def test_corrections_become_a_patch_cache_with_the_readers_labels(demo_results, 
     # Skipping a lesion later takes it out of the training data.
     write_correction(folder, corrected.reviewed("skipped"), demo_results[0][1], demo_results[0][0])
     assert len(read_corrections(folder)) == 5 and len(open_patch_cache(folder).arrays["split"]) == 5
+    # So does a skip without a result at hand (the Slicer review skipping a lesion before its annotation).
+    from LesaNetCore.review import remove_correction
+    from LesaNetCore.review.corrections import correction_file
+
+    report = correction_file(folder, demo_results[1][1])
+    assert report.is_file() and report.with_suffix(".npz").is_file()
+    assert remove_correction(folder, demo_results[1][1])
+    assert len(read_corrections(folder)) == 4 and len(open_patch_cache(folder).arrays["split"]) == 4
+    assert not report.exists() and not report.with_suffix(".npz").exists()  # report and training row both gone
+    assert not remove_correction(folder, demo_results[1][1])
 
 
 @pytest.mark.slow
