@@ -237,7 +237,9 @@ class ReferenceIndex:
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         distances = np.full((len(queries), k), np.inf, dtype=np.float32)
         take = min(k, count)
-        scorer = self._compressed_scorer() if len(queries) <= _SCORER_MAX_QUERIES else None
+        # A faiss index refills its rare short answers here: no compressed copy of a million rows for that.
+        scorer = (self._compressed_scorer() if len(queries) <= _SCORER_MAX_QUERIES and self._faiss is None
+                  else None)
         if scorer is not None:
             for i, (query, code) in enumerate(zip(queries, excluded, strict=True)):
                 top, top_scores = scorer.top_k(query, k, self._patient_rows[code] if code >= 0 else None)
