@@ -76,7 +76,7 @@ def stack_frames(frames: Sequence[FrameRef], source: str) -> StackGeometry:
             or pixel spacings; duplicate positions that are not duplicates in-plane; a gap too wide to fill; a
             tilt too large or positions off one line.
     """
-    _check_common(frames)
+    check_placement(frames)
     first = frames[0]
     normal = first.normal
     positions = np.array([f.position for f in frames], dtype=float)
@@ -115,7 +115,9 @@ def stack_frames(frames: Sequence[FrameRef], source: str) -> StackGeometry:
                          tuple(duplicates), tuple(warnings))
 
 
-def _check_common(frames: Sequence[FrameRef]) -> None:
+def check_placement(frames: Sequence[FrameRef]) -> None:
+    """Every frame can be placed in 3D, and all share one size, orientation and pixel spacing (else an error
+    naming the frame and what it lacks)."""
     for frame in frames:
         missing = [name for name, value in (("ImagePositionPatient", frame.position),
                                             ("ImageOrientationPatient", frame.orientation),

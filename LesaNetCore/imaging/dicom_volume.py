@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import LesaNetError
 from .dicom_files import dicom_headers, read_header
 from .dicom_frames import FrameRef, decode_frames, frames_of
-from .dicom_geometry import StackGeometry, stack_frames
+from .dicom_geometry import StackGeometry, check_placement, stack_frames
 from .dicom_series import choose_series, group_series, is_localizer
 from .volume import Volume
 
@@ -138,7 +138,8 @@ def dicom_source(volume: Any) -> DicomSource | None:
     in ``slice_files``; their headers give the same :class:`DicomSource`. None when the volume has no DICOM files.
 
     Raises:
-        LesaNetError: a slice file is not a readable DICOM image.
+        LesaNetError: a slice file is not a readable DICOM image, or lacks what places it in 3D (position,
+            orientation, pixel spacing), or the files differ in size, orientation or spacing.
     """
     own = getattr(volume, "dicom", None)
     if own is not None:
@@ -158,6 +159,7 @@ def dicom_source(volume: Any) -> DicomSource | None:
         raise LesaNetError(f"volume.slice_files: must be single-frame images, one per slice, but {several!r} has "
                            f"{len(frames[several])} frames (read multi-frame files with read_volume)")
     slices = tuple(frames[str(f)][0] for f in files)
+    check_placement(slices)  # the SR places its regions through each file's position, orientation and spacing
     first = headers[str(files[0])].dataset
     return DicomSource(str(first.get("SeriesInstanceUID", "") or ""), study_header(first), slices,
                        (None,) * len(slices))

@@ -357,3 +357,15 @@ def test_files_without_any_sop_uid_fall_back_to_3d_with_the_warning(series, tmp_
     with caplog.at_level(logging.WARNING, logger="LesaNetCore.report.sr"):
         group = read_dicom_sr(write_dicom_sr([make_result()], tmp_path / "n.dcm", volume=volume))[0]
     assert group["coordinates"] == "3d" and any("no SOP Instance UIDs" in r.message for r in caplog.records)
+
+
+def test_slice_files_without_a_position_are_refused_with_their_name(series, tmp_path):
+    """Slice files that cannot be placed in 3D get a clear error naming the file, not a crash, and no SR."""
+    broken = tmp_path / "no_position.dcm"
+    ds = pydicom.dcmread(series[2])
+    del ds.ImagePositionPatient
+    ds.save_as(broken, enforce_file_format=True)
+    files = [series[0], series[1], str(broken), series[3]]
+    with pytest.raises(LesaNetError, match="no_position.dcm.*ImagePositionPatient missing"):
+        write_dicom_sr([make_result()], tmp_path / "x.dcm", volume=FakeVolume(files))
+    assert not (tmp_path / "x.dcm").exists()
