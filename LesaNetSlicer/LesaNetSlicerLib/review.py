@@ -230,10 +230,12 @@ def findSession(scene: Any) -> ReviewSession | None:
 
 def itemsFromSr(path: str, volumeNode: Any) -> tuple[list, list]:
     """Worklist items for the lesions of an SR on ``volumeNode`` (its boxes), and the SR lesions themselves."""
+    import slicer
+
     from LesaNetCore.report.sr_lesions import read_sr_lesions
     from LesaNetCore.worklist import WorklistItem
 
-    lesions = read_sr_lesions(path, _VolumeForSr(volumeNode))
+    lesions = read_sr_lesions(path, _VolumeForSr(volumeNode, getattr(slicer, "dicomDatabase", None)))
     items = []
     for number, lesion in enumerate(lesions, start=1):
         if lesion.box_ijk is None:
@@ -245,12 +247,29 @@ def itemsFromSr(path: str, volumeNode: Any) -> tuple[list, list]:
 
 
 class _VolumeForSr:
-    """What ``read_sr_lesions`` needs of a volume node: its grid (LPS) and, for a DICOM series, its sources."""
+    """What ``read_sr_lesions`` needs of a volume node: its grid (LPS) and, for a DICOM series, its sources.
 
-    def __init__(self, volumeNode: Any) -> None:
+    ``dicom`` (the series' files from Slicer's DICOM database, their headers read) is built on first use: only an
+    SR whose regions are in image coordinates of its source images needs it, and reading every header of a long
+    series is the slow part.
+    """
+
+    def __init__(self, volumeNode: Any, database: Any = None) -> None:
         self._grid = geometry.geometryFromNode(volumeNode)
         self.size_ijk = self._grid.size_ijk
-        self.dicom = None
+        self._node, self._database = volumeNode, database
+        self._dicom: Any = False
+
+    @property
+    def dicom(self) -> Any:
+        if self._dicom is False:
+            from types import SimpleNamespace
+
+            from LesaNetCore.imaging.dicom_volume import dicom_source
+
+            files = geometry.dicomSeriesFiles(self._node, self._database)
+            self._dicom = dicom_source(SimpleNamespace(slice_files=files)) if files else None
+        return self._dicom
 
     def lps_to_ijk(self, lps):
         return self._grid.lps_to_ijk(lps)

@@ -212,3 +212,45 @@ def test_a_saved_sr_continues_the_review(layer, tmp_path):
     assert len(pixmaps) == 2 and pixmaps[1].width() == 360
     dialog.close()
     widget.logic.shutdown()
+
+
+def test_an_sr_in_image_coordinates_of_a_dicom_series_reads_back_on_its_node(layer, tmp_path, monkeypatch):
+    """An SR on a DICOM series names its regions in the source images' pixels: the review finds those images
+    through Slicer's DICOM database (the node's DICOM.instanceUIDs) and puts the boxes back where they were."""
+    import importlib.util
+
+    import pydicom
+
+    spec = importlib.util.spec_from_file_location("dicom_corpus", slicerlayer.REPO_ROOT / "Testing" / "core"
+                                                  / "dicom_corpus.py")
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    from LesaNetCore.annotate import Annotator
+    from LesaNetCore.imaging import read_volume
+    from LesaNetCore.report import read_dicom_sr, write_dicom_sr
+
+    (phantom, lesions), = _phantom_lesions([901], per_volume=2)
+    files = corpus.write_series(tmp_path / "series", phantom.voxels, (-150.0, -160.0, -40.0), 5.0)
+    volume = read_volume(tmp_path / "series")
+    results = Annotator(device="cpu", index=False).annotate_many(volume, boxes_ijk=[x.box_ijk for x in lesions])
+    sr = write_dicom_sr(results, tmp_path / "series.dcm", volume=volume)
+    assert all(group["source_image_uid"] for group in read_dicom_sr(sr))  # image coordinates, not 3D
+
+    slicer = layer.slicer
+    slicer.mrmlScene.Clear(0)
+    node = slicer.util.addVolumeFromArray(volume.voxels.astype(np.int16), ijkToRAS=volume.ijk_to_ras_matrix(),
+                                          name="DicomCT")
+    by_uid = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): str(f) for f in files}
+    node.SetAttribute("DICOM.instanceUIDs", " ".join(reversed(list(by_uid))))  # Slicer keeps no order
+
+    class Database:
+        def fileForInstance(self, uid):
+            return by_uid.get(uid, "")
+
+    monkeypatch.setattr(slicer, "dicomDatabase", Database(), raising=False)
+    from LesaNetSlicerLib import review
+
+    items, read = review.itemsFromSr(str(sr), node)
+    assert len(items) == len(read) == 2
+    for lesion, result in zip(read, results, strict=True):
+        np.testing.assert_allclose(lesion.box_ijk, result.location.box_ijk, atol=1e-3)
