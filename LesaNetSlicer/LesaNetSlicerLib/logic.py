@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,6 @@ class Record:
     result: AnnotationResult
     volumeNodeID: str
     tableNodeID: str
-    history: list[AnnotationResult] = field(default_factory=list)
 
 
 class Task:
@@ -360,7 +359,6 @@ class LesaNetLogic(ScriptedLoadableModuleLogic):
                           lesionNode.GetName() if lesionNode is not None else None)
         current = set(record.result.accepted)
         edited = record.result.with_edits(accept=set(accepted) - current, reject=current - set(accepted))
-        record.history.append(record.result)
         record.result = edited
         tableNode = self.scene.GetNodeByID(record.tableNodeID)
         if tableNode is not None:

@@ -178,12 +178,6 @@ class ResultsPanel:
         """Which input is being annotated ("box 'Lesion'", "RECIST long axis 'Long axis'")."""
         self._inputDescription = text
 
-    def setAcceptedTerms(self, accepted) -> None:
-        """Replaces the accepted set (e.g. after an undo) without rebuilding the result."""
-        self._accepted = frozenset(accepted)
-        self._rebuildRows()
-        self._updateHeader()
-
     def _updateHeader(self) -> None:
         result = self.editedResult()
         if result is None:

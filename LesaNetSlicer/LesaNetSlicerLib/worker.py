@@ -61,22 +61,15 @@ class Request:
         self.progressHistory: list[str] = []  # every progress text in order (the last is ``progress``)
         self.result: Any = None
         self.error: WorkerError | None = None
-        self.submitted = time.perf_counter()
-        self.finished = 0.0
         self.cancelRequested = 0.0
 
     @property
     def done(self) -> bool:
         return self.status in (DONE, FAILED, CANCELLED)
 
-    @property
-    def seconds(self) -> float:
-        return (self.finished or time.perf_counter()) - self.submitted
-
     def _finish(self, status: str, result: Any = None, error: WorkerError | None = None) -> None:
         if not self.done:
             self.status, self.result, self.error = status, result, error
-            self.finished = time.perf_counter()
 
 
 def defaultPython() -> str:
