@@ -61,11 +61,11 @@ def add_corrections_to_index(index_dir: str | os.PathLike, checkpoint: Any, corr
         LesaNetError: a model other than the index's, a folder that is not a corrections folder or has no
             reviewed lesions, another label list, an ``out`` that already exists.
     """
-    from ..pipeline.evaluate import embed_split
+    from ..model import InferenceModel
     from ..retrieval import ReferenceIndex
     from ..retrieval.extend import entry_changes, extended_index
     from ..training.checkpoint import Checkpoint, build_model, checkpoint_digest, load_checkpoint
-    from ..training.dataset import SPLITS, open_patch_cache
+    from ..training.dataset import SPLITS, PatchDataset, open_patch_cache
     from .corrections import CACHE_DIR
 
     if out is not None and Path(out).exists():
@@ -87,12 +87,17 @@ def add_corrections_to_index(index_dir: str | os.PathLike, checkpoint: Any, corr
     counts = {change: changes.count(change) for change in ("added", "updated", "unchanged")}
     target = Path(out) if out is not None else Path(index_dir)
     if keep:
+        from torch.utils.data import Subset
+
         embeddings = np.zeros((len(entries), index.dim), dtype=np.float32)
-        model = build_model(ckpt, device)
-        for split in SPLITS:
-            rows = cache.rows(split)
-            if len(rows):
-                embeddings[rows] = embed_split(model, cache, split, device=device, progress=progress)[1]
+        inference = InferenceModel(build_model(ckpt, device), device)
+        wanted = set(keep)
+        for split in SPLITS:  # only the added and updated lesions are embedded
+            data = PatchDataset(cache, split)
+            positions = [i for i, row in enumerate(data.row_numbers) if int(row) in wanted]
+            if positions:
+                embeddings[np.asarray(data.row_numbers)[positions]] = inference.predict_dataset(
+                    Subset(data, positions), 64, progress=progress, return_embeddings=True, desc=f"embed {split}")[1]
         index = extended_index(index, embeddings[keep], [entries[n] for n in keep], model_digest=digest,
                                replace=True)
     if keep or out is not None:

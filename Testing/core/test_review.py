@@ -144,6 +144,8 @@ def test_reviewed_lesions_join_a_reference_index_without_rebuilding(demo_results
     updated = ReferenceIndex.load(index_dir)
     rows = [r for r in range(len(updated)) if updated.entry(r).lesion_id == lesion_id]
     assert len(updated) == len(grown) and len(rows) == 1 and removed not in updated.entry(rows[0]).labels
+    again = updated.search(result.embedding, k=1)[0]  # only this lesion was embedded, and into its own row
+    assert again.lesion_id == lesion_id and again.distance < 0.02
     # A new folder that exists, or a model other than the index's, is refused and changes nothing.
     assert main([*args, "--out", str(index_dir)]) != 0
     other = tmp_path / "other.pt"
