@@ -24,29 +24,33 @@ REPORT_MD = "comparison.md"
 REPORT_PNG = "comparison.png"
 
 
-def model_scores(checkpoint: Any, cache: Any, splits: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per split: (scores, consistent decisions) of a checkpoint on the cache, as the Annotator makes them.
-
-    The scores come from the inference path the Annotator uses (``embed_split``), the decisions from the
-    checkpoint's thresholds and label ontology (``consistent_decisions``), as ``lesanet evaluate`` does; the
-    model is built once for all ``splits``.
-    """
-    from ..annotate import label_ontology_for
-    from ..pipeline.evaluate import consistent_decisions, embed_split
+def model_scores(checkpoint: Any, cache: Any, splits: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per split: a checkpoint's scores on the cache, from the inference path the Annotator uses
+    (``embed_split``), with one fused copy of the model for all ``splits``."""
+    from ..model import InferenceModel
+    from ..pipeline.evaluate import embed_split
     from ..training.checkpoint import build_model
 
-    model = build_model(checkpoint, device="cpu")
-    ontology = label_ontology_for(checkpoint)
-    thresholds = np.asarray(checkpoint.thresholds, dtype=np.float64)
-    out = {}
-    for split in splits:
-        scores = embed_split(model, cache, split)[0]
-        out[split] = (scores, consistent_decisions(ontology, scores, thresholds))
-    return out
+    inference = InferenceModel(build_model(checkpoint, device="cpu"), "cpu")
+    return {split: embed_split(inference, cache, split)[0] for split in splits}
 
 
-def compare_on_held_out(parent: Any, child: Any, cache: Any, split: str = "val") -> dict[str, Any]:
-    """Parent and child on a split of the corrections: per-label and mean per-class P / R / F1."""
+def model_decisions(checkpoint: Any, scores: np.ndarray) -> np.ndarray:
+    """The ontology-consistent decisions the Annotator makes from ``scores`` with the checkpoint's thresholds and
+    label ontology (``consistent_decisions``, as ``lesanet evaluate``)."""
+    from ..annotate import label_ontology_for
+    from ..pipeline.evaluate import consistent_decisions
+
+    return consistent_decisions(label_ontology_for(checkpoint), scores,
+                                np.asarray(checkpoint.thresholds, dtype=np.float64))
+
+
+def compare_on_held_out(parent: Any, child: Any, cache: Any, split: str = "val",
+                        scores: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Parent and child on a split of the corrections: per-label and mean per-class P / R / F1.
+
+    ``scores`` may give either model's scores on ``split`` (``{"child": ...}``) when the caller has them.
+    """
     from ..evaluation.metrics import mean_per_class, per_label_metrics
     from ..training.dataset import split_arrays
 
@@ -54,8 +58,10 @@ def compare_on_held_out(parent: Any, child: Any, cache: Any, split: str = "val")
     targets, valid = labels["targets"] > 0, labels["valid"]
     out: dict[str, Any] = {"split": split, "lesions": int(len(targets)), "labels": {}}
     for name, checkpoint in (("parent", parent), ("child", child)):
-        scores, decisions = model_scores(checkpoint, cache, (split,))[split]
-        metrics = per_label_metrics(scores, targets, valid, np.asarray(checkpoint.thresholds), predictions=decisions)
+        given = (scores or {}).get(name)
+        split_scores = given if given is not None else model_scores(checkpoint, cache, (split,))[split]
+        metrics = per_label_metrics(split_scores, targets, valid, np.asarray(checkpoint.thresholds),
+                                    predictions=model_decisions(checkpoint, split_scores))
         out[name] = {key: (None if value != value else float(value)) for key, value in mean_per_class(metrics).items()}
         for index, term in enumerate(cache.label_names):
             if metrics["positives"][index] == 0 and metrics["predicted"][index] == 0:

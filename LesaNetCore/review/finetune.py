@@ -3,8 +3,8 @@
 The child starts from the parent's weights (same architecture and label list) and trains with the paper's loss on
 the corrections' training part, optionally mixed with the original training data so it does not forget what the
 corrections do not show; every epoch is validated on the corrections' held-out part (see
-:mod:`.corrections`), whose scores calibrate the thresholds, and the best epoch is kept. A small learning rate and
-few epochs suit a few hundred corrections; both are options.
+:mod:`.corrections`), whose scores calibrate the thresholds. A small learning rate and few epochs suit a few
+hundred corrections; both are options.
 
 RUN/best.pt is the last epoch (a few dozen held-out lesions are too few to choose an epoch by), with thresholds
 recalibrated on the corrections (:func:`recalibrated_thresholds`). It is self-describing as every checkpoint is,
@@ -69,7 +69,7 @@ def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: 
     """
     from ..training import TrainConfig, load_checkpoint, open_patch_cache, train
     from ..training.checkpoint import build_model, checkpoint_digest, save_checkpoint
-    from .compare import compare_on_held_out
+    from .compare import compare_on_held_out, model_scores
 
     if not isinstance(epochs, int) or epochs < 1:
         raise invalid("--epochs", "must be an integer >= 1", epochs)
@@ -107,7 +107,9 @@ def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: 
         "readers": _readers(Path(corrections)),
     }
     child_model = build_model(child, device="cpu")
-    thresholds = recalibrated_thresholds(parent, child, reviewed)
+    # The child's scores once: thresholds do not change them, so the comparison reuses the held-out ones.
+    child_scores = model_scores(child, reviewed, ("train", "val"))
+    thresholds = recalibrated_thresholds(parent, child, reviewed, scores=child_scores)
     child = replace(child, thresholds=thresholds)
     provenance["recalibrated_labels"] = int(sum(a != b for a, b in zip(thresholds, parent.thresholds, strict=True)))
     save_checkpoint(out_dir / "best.pt", child_model, arch=child.arch, label_names=child.label_names,
@@ -115,7 +117,7 @@ def finetune(model: str | os.PathLike, corrections: str | os.PathLike, out_dir: 
                     preprocessing=child.preprocessing, thresholds=thresholds, train_config=child.train_config,
                     metrics={**{k: v for k, v in child.metrics.items()}, "finetune": provenance}, epoch=child.epoch,
                     label_ontology=child.label_ontology, overwrite=True)
-    comparison = compare_on_held_out(parent, child, reviewed)
+    comparison = compare_on_held_out(parent, child, reviewed, scores={"child": child_scores["val"]})
     write_text_atomic(out_dir / "comparison.json", json.dumps(comparison, indent=1) + "\n", "comparison.json",
                       overwrite=True)
     return {"train": summary, "provenance": provenance, "comparison": comparison, "checkpoint": str(out_dir / "best.pt")}
@@ -152,18 +154,20 @@ def _evaluating_batchnorm_class():
     return EvaluatingBatchNorm2d
 
 
-def recalibrated_thresholds(parent: Any, child: Any, cache: Any, minimum: int = MIN_HELD_OUT_POSITIVES) -> list:
+def recalibrated_thresholds(parent: Any, child: Any, cache: Any, minimum: int = MIN_HELD_OUT_POSITIVES,
+                            scores: dict[str, np.ndarray] | None = None) -> list:
     """Thresholds for the child, fitted to the corrections (the paper's F1-maximising grid).
 
     Per label: calibrated on the held-out corrections where they have ``minimum`` positives; else on all the
     corrections (training and held-out) where those have as many (a threshold fitted to one or two held-out
     lesions is noise, and the parent's was set for labels the reader has just corrected); else the parent's.
+    ``scores``: the child's scores on ``train`` and ``val`` when the caller has them.
     """
     from ..evaluation.metrics import calibrate_thresholds
     from ..training.dataset import split_arrays
     from .compare import model_scores
 
-    scores = {split: values[0] for split, values in model_scores(child, cache, ("train", "val")).items()}
+    scores = scores if scores is not None else model_scores(child, cache, ("train", "val"))
     labels = {split: split_arrays(cache, split) for split in scores}
     out = [float(t) for t in parent.thresholds]
     for splits in (("train", "val"), ("val",)):  # held-out calibration wins where it is possible
