@@ -420,7 +420,7 @@ class LesaNetLogic(ScriptedLoadableModuleLogic):
             export.addToDicomDatabase(written, volumeNode, self.dicomDatabase())
             return Path(written)
 
-        payload = {"results": [result], "path": str(path), "overwrite": overwrite, "disclaimer": self._disclaimer()}
+        payload = {"results": [result], "path": str(path), "overwrite": overwrite}
         return Task(self, volumeNode, "exportReport", payload, finish=finish)
 
     def exportReport(self, result: AnnotationResult, path: str | os.PathLike | None = None, *,

@@ -12,8 +12,8 @@ Requests (``kind`` and fields) run one at a time, in order:
         -> ``{"key", "shape"}``. The two most recent volumes are kept.
     annotate: ``settings`` (``Annotator`` keyword arguments), ``volumeKey``, ``input`` (``{"box_ijk": ...}``,
         ``{"box_lps": ...}`` or ``{"recist": Recist}``) -> an ``AnnotationResult``.
-    exportReport: ``results``, ``path``, ``volumeKey`` (None for JSON / Markdown), ``overwrite``,
-        ``disclaimer`` -> the written path.
+    exportReport: ``results``, ``path`` (a DICOM SR: JSON and Markdown are written by the module itself),
+        ``volumeKey``, ``overwrite`` -> the written path.
     shutdown: -> None, then the process exits.
 
 A reader thread takes messages off the socket so that a ``cancel`` arrives while a request runs; the request
@@ -189,14 +189,9 @@ class InferenceServer:
     def _exportReport(self, message: dict) -> str:
         from pathlib import Path
 
-        from LesaNetCore.report import write_dicom_sr, write_json_report, write_markdown_report
+        from LesaNetCore.report import write_dicom_sr
 
         path, overwrite, results = Path(message["path"]), bool(message["overwrite"]), message["results"]
-        suffix = path.suffix.lower()
-        if suffix == ".json":
-            return str(write_json_report(results, path, overwrite))
-        if suffix == ".md":
-            return str(write_markdown_report(results, path, overwrite, disclaimer=message.get("disclaimer")))
         self.progress("Writing the structured report...")
         return str(write_dicom_sr(results, path, volume=self._volume(message["volumeKey"]), overwrite=overwrite))
 
