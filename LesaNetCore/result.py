@@ -229,3 +229,9 @@ class AnnotationResult:
         accepted = (set(self.accepted) | accept) - reject
         decided = {x.term for x in self.labels if x.decision}
         return replace(self, accepted=frozenset(accepted), added=frozenset(accepted - decided))
+
+    def with_accepted(self, terms: Iterable[str]) -> AnnotationResult:
+        """A copy whose accepted set is exactly ``terms`` (:meth:`with_edits` with the difference): what an
+        editor with one checkbox per label, a table or a reader's SR gives."""
+        wanted, current = set(terms), set(self.accepted)
+        return self.with_edits(accept=wanted - current, reject=current - wanted)

@@ -66,8 +66,7 @@ class SrLesion:
         """
         terms = {x.term for x in result.labels}
         wanted = {t for t in self.labels if t in terms}
-        current = set(result.accepted)
-        edited = result.with_edits(accept=wanted - current, reject=current - wanted)
+        edited = result.with_accepted(wanted)
         return edited.reviewed(self.review_status, self.reader) if self.review_status else edited
 
 

@@ -357,8 +357,7 @@ class LesaNetLogic(ScriptedLoadableModuleLogic):
         if record is None:
             raise invalid("lesion", "must have been annotated before its labels are edited",
                           lesionNode.GetName() if lesionNode is not None else None)
-        current = set(record.result.accepted)
-        edited = record.result.with_edits(accept=set(accepted) - current, reject=current - set(accepted))
+        edited = record.result.with_accepted(accepted)
         record.result = edited
         tableNode = self.scene.GetNodeByID(record.tableNodeID)
         if tableNode is not None:

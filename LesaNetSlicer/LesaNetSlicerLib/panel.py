@@ -132,8 +132,7 @@ class ResultsPanel:
         """The result with the panel's edits applied (what an export writes)."""
         if self._result is None:
             return None
-        before = set(self._result.accepted)
-        return self._result.with_edits(accept=set(self._accepted) - before, reject=before - set(self._accepted))
+        return self._result.with_accepted(self._accepted)
 
     def rowTerms(self) -> list[str]:
         """The terms shown as rows, top to bottom."""

@@ -108,8 +108,7 @@ def readResult(tableNode: Any) -> AnnotationResult | None:
         return None
     (result,) = report_from_dict(json.loads(text), where=f"table {tableNode.GetName()!r}")
     accepted = {row["term"] for row in readTable(tableNode) if row["accepted"]}
-    current = set(result.accepted)
-    edited = result.with_edits(accept=accepted - current, reject=current - accepted)
+    edited = result.with_accepted(accepted)
     status = tableNode.GetAttribute(REVIEW_STATUS_ATTRIBUTE) or ""
     return edited.reviewed(status, tableNode.GetAttribute(READER_ATTRIBUTE) or "") if status else edited
 

@@ -369,3 +369,12 @@ def test_slice_files_without_a_position_are_refused_with_their_name(series, tmp_
     with pytest.raises(LesaNetError, match="no_position.dcm.*ImagePositionPatient missing"):
         write_dicom_sr([make_result()], tmp_path / "x.dcm", volume=FakeVolume(files))
     assert not (tmp_path / "x.dcm").exists()
+
+
+def test_with_accepted_sets_exactly_the_given_terms():
+    result = make_result()
+    edited = result.with_accepted({"liver", "lung"})  # one decided term kept, one undecided added, rest dropped
+    assert edited.accepted == {"liver", "lung"} and edited.added == {"lung"}
+    assert edited.with_accepted(result.accepted).accepted == result.accepted
+    with pytest.raises(LesaNetError):
+        result.with_accepted({"not a label"})
