@@ -438,7 +438,8 @@ def _check_voxels(case: Annotates) -> None:
 def _check_sr(case: Annotates, sr: Path, report: Path) -> None:
     from LesaNetCore.report import read_dicom_sr, read_json_report
 
-    assert _dciodvfy_errors(sr) == []
+    if _tool("dciodvfy") is not None:  # optional validator: its absence must not skip the checks below
+        assert _dciodvfy_errors(sr) == []
     result = read_json_report(report)[0]
     group = read_dicom_sr(sr)[0]
     assert set(group["labels"]) == set(result.accepted)
