@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LesaNetError, invalid
-from ..fileio import write_text_atomic
+from ..fileio import atomic_path, write_text_atomic
 
 REPORT_JSON = "comparison.json"
 REPORT_MD = "comparison.md"
@@ -184,8 +184,9 @@ def plot_comparison(report: dict[str, Any], path: Path) -> Path | None:
                    f"mean F1, {report['lesions']} lesions")
     axes.legend(loc="lower right")
     figure.tight_layout()
-    partial = path.with_name(f".{path.name}.part")
-    figure.savefig(partial, format="png", dpi=100)
-    plt.close(figure)
-    os.replace(partial, path)
+    try:
+        with atomic_path(path, "comparison plot", overwrite=True) as partial:
+            figure.savefig(partial, format="png", dpi=100)
+    finally:
+        plt.close(figure)
     return path

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LesaNetError, invalid
-from ..fileio import write_text_atomic
+from ..fileio import atomic_path, write_text_atomic
 
 LESIONS_DIR = "lesions"
 CACHE_DIR = "cache"
@@ -86,15 +86,14 @@ def write_correction(folder: str | os.PathLike, result: Any, lesion_id: str, pat
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_report([replace(result, volume_source=result.volume_source or lesion_id)], path, overwrite=True)
     targets, valid, reliable = label_vectors(result)
-    row = path.with_suffix(".npz")
-    with open(row.with_name(f".{row.name}.part"), "wb") as handle:  # the training row: what the cache is made of
+    # The training row: what the cache is made of.
+    with atomic_path(path.with_suffix(".npz"), "corrections", overwrite=True) as partial, open(partial, "wb") as handle:
         np.savez(handle, image=np.clip(np.rint(result.patch_image), 0, 255).astype(np.uint8),
                  box=np.asarray(result.patch_box, dtype=np.float32), targets=targets, valid=valid, reliable=reliable,
                  labels=np.array([x.term for x in result.labels]), classes=np.array([x.label_class for x in
                                                                                       result.labels]),
                  ids=np.array([lesion_id, patient_id or lesion_id, result.model, result.reader,
                                result.review_status]))
-    os.replace(row.with_name(f".{row.name}.part"), row)
     rebuild_cache(folder)
     return path
 
