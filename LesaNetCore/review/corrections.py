@@ -125,7 +125,7 @@ def label_vectors(result: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         final |= result.ancestors(term)
     decided = {x.term for x in result.labels if x.decision}
     targets = np.array([t in final for t in names], dtype=np.int8)
-    reliable = np.array([t in final or (t in decided and t not in final) for t in names], dtype=bool)
+    reliable = np.array([t in final or t in decided for t in names], dtype=bool)
     return targets, np.ones(len(names), dtype=bool), reliable
 
 

@@ -15,7 +15,7 @@ input are required:
 ``lesion_id``   a name for the lesion, unique in the list (default: the row number, ``row-N``)
 ``patient_id``  the patient (its lesions are excluded from its own similar-lesion search)
 ``study``       groups lesions into one SR (default: the volume)
-``sentence``    the report sentence about the lesion (kept with the result)
+``sentence``    the report sentence about the lesion (shown beside the lesion in the Slicer review)
 ==============  ======================================================================================
 
 In JSON lines the boxes may also be lists of numbers. A CSV cell holding a list is quoted (``"10,12,40,48,7"``).

@@ -207,7 +207,7 @@ def write_outputs(items: Sequence[WorklistItem], out_dir: Path, *, volume_reader
 
 
 def _with_item(result: Any, item: WorklistItem) -> Any:
-    """The result named after the worklist's lesion (its source and sentence kept)."""
+    """The result named after the worklist's lesion (its volume source kept)."""
     from dataclasses import replace
 
     source = f"{item.volume}" + (f" series {item.series_uid}" if item.series_uid else "")

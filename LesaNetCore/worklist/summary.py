@@ -45,8 +45,10 @@ class LabelAgreement:
 
 
 def reviewed(results: Sequence[Any]) -> list[Any]:
-    """The results a reader accepted or corrected."""
-    return [r for r in results if r.review_status in ("accepted", "corrected")]
+    """The results a reader accepted or corrected (the statuses that become training data)."""
+    from ..review.corrections import TRAINING_STATUSES
+
+    return [r for r in results if r.review_status in TRAINING_STATUSES]
 
 
 def agreement(results: Sequence[Any]) -> list[LabelAgreement]:

@@ -23,7 +23,7 @@ from LesaNetCore.errors import LesaNetError, invalid
 from LesaNetCore.imaging.geometry import VolumeGeometry
 from LesaNetCore.imaging.recist import recist_from_lps
 
-_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
+RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 ROI_CLASS = "vtkMRMLMarkupsROINode"
 LINE_CLASS = "vtkMRMLMarkupsLineNode"
 
@@ -145,7 +145,7 @@ def boxFromCorners(geometry: VolumeGeometry, cornersRas: np.ndarray, name: str =
     Raises:
         LesaNetError: the ROI does not overlap the volume.
     """
-    cornersLps = np.asarray(cornersRas, dtype=np.float64) * _RAS_TO_LPS
+    cornersLps = np.asarray(cornersRas, dtype=np.float64) * RAS_TO_LPS
     cornersIjk = geometry.lps_to_ijk(cornersLps)
     centreLps = cornersLps.mean(axis=0)
     sizeI, sizeJ, sizeK = geometry.size_ijk
@@ -179,7 +179,7 @@ def recistFromLines(geometry: VolumeGeometry, longAxis: Any, shortAxis: Any = No
     points = [lineEndPointsWorldRas(longAxis)]
     if shortAxis is not None:
         points.append(lineEndPointsWorldRas(shortAxis))
-    lps = np.concatenate(points) * _RAS_TO_LPS
+    lps = np.concatenate(points) * RAS_TO_LPS
     names = f"{longAxis.GetName()!r}" + (f" and {shortAxis.GetName()!r}" if shortAxis is not None else "")
     recist = recist_from_lps(f"RECIST line {names}", geometry, lps)
     size_i, size_j, size_k = geometry.size_ijk
@@ -218,7 +218,7 @@ def dicomSeriesFiles(volumeNode: Any, database: Any) -> tuple[str, ...] | None:
 
 def sliceNormalLps(volumeNode: Any) -> list[float]:
     """The volume's K axis in world LPS (orders DICOM files along the volume)."""
-    return (ijkToWorldRasMatrix(volumeNode)[:3, 2] * _RAS_TO_LPS).tolist()
+    return (ijkToWorldRasMatrix(volumeNode)[:3, 2] * RAS_TO_LPS).tolist()
 
 
 def requireSameScene(*nodes: Any) -> None:

@@ -181,7 +181,7 @@ class Task:
         self.finished = time.perf_counter()
         self.status = "Done." if error is None else ("Cancelled." if self.cancelled else f"Failed: {error}")
 
-    def wait(self, timeout: float | None = None, idle=None) -> Any:
+    def wait(self, timeout: float | None = None) -> Any:
         """Steps until done (scripts); returns the result or raises the error."""
         deadline = None if timeout is None else time.perf_counter() + timeout
         while not self.step(budget=0.2):
@@ -189,8 +189,6 @@ class Task:
                 self.cancel()
                 raise WorkerError(f"{self.kind}: not done within {timeout} s", "timeout",
                                   self.logic.worker.logTail())
-            if idle is not None:
-                idle()
             time.sleep(0.002)
         if self.error is not None:
             raise self.error

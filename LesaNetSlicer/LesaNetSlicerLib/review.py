@@ -27,7 +27,6 @@ SHORT_AXIS_ROLE = "LesaNetShortAxis"
 COLUMNS = ("lesion_id", "patient_id", "study", "source", "status", "reader", "sentence")
 STATUSES = ("unreviewed", "accepted", "corrected", "skipped")
 TABLE_ATTRIBUTE = "LesaNet.review"
-_RAS = np.array([-1.0, -1.0, 1.0])
 
 
 def loadVolumeNode(path: str, seriesUid: str = "", name: str | None = None) -> Any:
@@ -83,7 +82,7 @@ def lesionNodeFor(item: Any, volumeNode: Any, scene: Any) -> Any:
             k = float(grid.lps_to_ijk([(x1 + x2) / 2, (y1 + y2) / 2, z])[2])
             thick = np.asarray(grid.ijk_to_lps([[0, 0, k - 0.5], [0, 0, k + 0.5]]))[:, 2]
             lps = np.array([[x, y, zz] for x in (x1, x2) for y in (y1, y2) for zz in thick])
-        ras = lps * _RAS
+        ras = lps * geometry.RAS_TO_LPS
         roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
         roi.SetCenter(*((ras.min(axis=0) + ras.max(axis=0)) / 2))
         roi.SetSize(*(ras.max(axis=0) - ras.min(axis=0)))
@@ -95,9 +94,9 @@ def lesionNodeFor(item: Any, volumeNode: Any, scene: Any) -> Any:
     else:
         z = values[-1]
         points = np.array([[values[n], values[n + 1], z] for n in range(0, len(values) - 1, 2)])
-    long = _line(scene, f"{name} long axis", points[:2] * _RAS)
+    long = _line(scene, f"{name} long axis", points[:2] * geometry.RAS_TO_LPS)
     if len(points) == 4:
-        short = _line(scene, f"{name} short axis", points[2:] * _RAS)
+        short = _line(scene, f"{name} short axis", points[2:] * geometry.RAS_TO_LPS)
         long.SetNodeReferenceID(SHORT_AXIS_ROLE, short.GetID())
     return long
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +233,7 @@ class WorkerProcess:
         self._outgoing.append({"type": "cancel", "id": request.id})
         self.poll()
 
-    def wait(self, request: Request, timeout: float | None = None, idle: Callable[[], None] | None = None) -> Any:
+    def wait(self, request: Request, timeout: float | None = None) -> Any:
         """Polls until ``request`` is done (scripts); returns its result or raises its WorkerError."""
         deadline = None if timeout is None else time.perf_counter() + timeout
         while not request.done:
@@ -243,8 +243,6 @@ class WorkerProcess:
             if deadline is not None and time.perf_counter() > deadline:
                 self.cancel(request)
                 raise WorkerError(f"{request.kind}: no answer within {timeout} s", "timeout", self.logTail())
-            if idle is not None:
-                idle()
             time.sleep(0.002)
         if request.error is not None:
             raise request.error
